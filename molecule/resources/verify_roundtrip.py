@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Round trip through a deployed tracking server with the real MLflow client.
+
+    verify_roundtrip.py write URL STATE_FILE   log params, a metric history, a 20 MB artifact, a model version
+    verify_roundtrip.py check URL STATE_FILE   read all of it back and compare (checksums included)
+
+Runs on the VM with the deployed venv's Python. Prints one JSON object; exits 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+import tempfile
+
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+
+ARTIFACT_BYTES = 20 * 1024 * 1024
+STEPS = 50
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write(client: MlflowClient) -> dict:
+    host = socket.gethostname()
+    experiment = f"verify-{host}"
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=f"roundtrip-{host}")
+    run_id = run.info.run_id
+    params = {"learning_rate": "0.01", "layers": "3", "host": host}
+    for key, value in params.items():
+        client.log_param(run_id, key, value)
+    for step in range(STEPS):
+        client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+    client.set_tag(run_id, "verified-by", "molecule")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "weights.bin")
+        with open(path, "wb") as handle:
+            handle.write(os.urandom(ARTIFACT_BYTES))
+        checksum = sha256(path)
+        client.log_artifact(run_id, path, artifact_path="model")
+    client.set_terminated(run_id)
+    model_name = f"verify-model-{host}"
+    if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+        client.create_registered_model(model_name)
+    version = client.create_model_version(model_name, f"runs:/{run_id}/model", run_id=run_id)
+    return {"experiment_id": experiment_id, "run_id": run_id, "params": params, "sha256": checksum,
+            "model": model_name, "model_version": version.version}
+
+
+def check(client: MlflowClient, state: dict) -> dict:
+    problems = []
+    run = client.get_run(state["run_id"])
+    if run.data.params != state["params"]:
+        problems.append(f"params {run.data.params} != {state['params']}")
+    history = client.get_metric_history(state["run_id"], "loss")
+    if len(history) != STEPS or sorted(m.step for m in history) != list(range(STEPS)):
+        problems.append(f"metric history has {len(history)} points, expected {STEPS}")
+    if run.data.tags.get("verified-by") != "molecule":
+        problems.append("tag verified-by missing")
+    if run.info.status != "FINISHED":
+        problems.append(f"run status {run.info.status}")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(state["run_id"], "model/weights.bin", tmp)
+        size = os.path.getsize(local)
+        if size != ARTIFACT_BYTES or sha256(local) != state["sha256"]:
+            problems.append(f"artifact differs ({size} bytes)")
+    version = client.get_model_version(state["model"], state["model_version"])
+    if version.run_id != state["run_id"]:
+        problems.append(f"model version points at run {version.run_id}")
+    return {"ok": not problems, "problems": problems, "run_id": state["run_id"],
+            "artifact_bytes": ARTIFACT_BYTES, "metric_points": len(history)}
+
+
+def main() -> int:
+    action, url, state_file = sys.argv[1:4]
+    mlflow.set_tracking_uri(url)
+    client = MlflowClient(url)
+    if action == "write":
+        state = write(client)
+        with open(state_file, "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        result = {"ok": True, **state}
+    else:
+        with open(state_file, encoding="utf-8") as handle:
+            result = check(client, json.load(handle))
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Canary for an MLflow tracking server, through its real REST API (standard library only).
+
+    mlflow_canary.py http://127.0.0.1:5000 [--experiment NAME] [--run-name NAME]
+
+Checks /health and /version, creates (or reuses) an experiment, creates a run,
+logs a metric and reads it back, uploads a small artifact through the artifact
+proxy and downloads it byte for byte, then closes the run. Prints one JSON
+object; exits 1 with the failing step when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+class CanaryError(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, base_url: str, timeout: float, headers: dict[str, str]):
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+        self.headers = headers
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
+        req = urllib.request.Request(self.base + path, data=body, method=method, headers=dict(self.headers))
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - URL from the play
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def api(self, method: str, endpoint: str, payload: dict | None = None, query: dict | None = None) -> dict:
+        path = "/api/2.0/mlflow/" + endpoint
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        body = json.dumps(payload).encode() if payload is not None else None
+        status, data = self.request(method, path, body, "application/json" if body else None)
+        try:
+            parsed = json.loads(data or b"{}")
+        except ValueError:
+            parsed = {"raw": data[:200].decode(errors="replace")}
+        if status != 200:
+            parsed["_status"] = status
+        return parsed
+
+
+def step(name: str, ok: bool, detail: str = "") -> None:
+    if not ok:
+        raise CanaryError(f"{name} failed{': ' + detail if detail else ''}")
+
+
+def run(args: argparse.Namespace) -> dict:
+    headers = {}
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        import base64
+
+        token = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+    client = Client(args.url, args.timeout, headers)
+    report: dict = {"url": args.url}
+
+    status, body = client.request("GET", "/health")
+    step("GET /health", status == 200, f"HTTP {status} {body[:100]!r}")
+    status, body = client.request("GET", "/version")
+    step("GET /version", status == 200, f"HTTP {status}")
+    report["version"] = body.decode().strip()
+
+    found = client.api("GET", "experiments/get-by-name", query={"experiment_name": args.experiment})
+    if "experiment" in found:
+        experiment_id = found["experiment"]["experiment_id"]
+    else:
+        step("experiments/get-by-name", found.get("error_code") == "RESOURCE_DOES_NOT_EXIST", json.dumps(found))
+        created = client.api("POST", "experiments/create", {"name": args.experiment})
+        step("experiments/create", "experiment_id" in created, json.dumps(created))
+        experiment_id = created["experiment_id"]
+    report["experiment_id"] = experiment_id
+
+    now = int(time.time() * 1000)
+    created = client.api("POST", "runs/create", {"experiment_id": experiment_id, "run_name": args.run_name,
+                                                 "start_time": now})
+    step("runs/create", "run" in created, json.dumps(created))
+    info = created["run"]["info"]
+    run_id = info["run_id"]
+    report["run_id"] = run_id
+
+    logged = client.api("POST", "runs/log-metric", {"run_id": run_id, "key": "canary", "value": 1.0,
+                                                    "timestamp": now, "step": 0})
+    step("runs/log-metric", "_status" not in logged, json.dumps(logged))
+    fetched = client.api("GET", "runs/get", query={"run_id": run_id})
+    metrics = {m["key"]: m["value"] for m in fetched.get("run", {}).get("data", {}).get("metrics", [])}
+    step("runs/get", metrics.get("canary") == 1.0, json.dumps(fetched)[:300])
+
+    artifact_uri = info.get("artifact_uri", "")
+    if artifact_uri.startswith("mlflow-artifacts:"):
+        payload = f"mlflow-ansible canary {run_id} {now}\n".encode() * 64
+        relative = urllib.parse.urlsplit(artifact_uri).path.lstrip("/")
+        path = f"/api/2.0/mlflow-artifacts/artifacts/{relative}/canary.txt"
+        status, body = client.request("PUT", path, payload, "application/octet-stream")
+        step("artifact upload", status == 200, f"HTTP {status} {body[:200]!r}")
+        status, body = client.request("GET", path)
+        step("artifact download", status == 200 and body == payload,
+             f"HTTP {status}, {len(body)} bytes, expected {len(payload)}")
+        report["artifact_sha256"] = hashlib.sha256(payload).hexdigest()
+    else:
+        report["artifact"] = f"skipped: artifacts are not proxied ({artifact_uri})"
+
+    ended = client.api("POST", "runs/update", {"run_id": run_id, "status": "FINISHED",
+                                               "end_time": int(time.time() * 1000)})
+    step("runs/update", "_status" not in ended, json.dumps(ended))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url")
+    parser.add_argument("--experiment", default="mlflow-ansible-canary")
+    parser.add_argument("--run-name", default="canary")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    try:
+        report = run(args)
+    except (CanaryError, OSError) as exc:
+        print(json.dumps({"ok": False, "url": args.url, "error": str(exc)}))
+        return 1
+    report["ok"] = True
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

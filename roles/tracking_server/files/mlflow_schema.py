@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Report or migrate the MLflow backend store schema, explicitly.
+
+Run with the Python of the MLflow venv. The backend store URI is read from the
+server's environment file (root-only), so it never appears on a command line.
+
+    mlflow_schema.py --env-file /etc/mlflow/mlflow.env status
+    mlflow_schema.py --env-file /etc/mlflow/mlflow.env upgrade
+
+Prints one JSON object: the revision before and after, the head revision of the
+installed MLflow, and the action taken (none, initialized, upgraded).
+On PostgreSQL the migration holds an advisory lock, so two hosts or two
+controllers never migrate at the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+# pg_advisory_lock key: any fixed 64-bit number, shared by every mlflow-ansible host.
+ADVISORY_LOCK_KEY = 0x6D6C666C6F77  # "mlflow"
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """Parse the KEY="value" lines that the tracking_server role writes."""
+    env: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for raw in handle:
+            line = raw.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, value = line.split("=", 1)
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            env[key.strip()] = value
+    return env
+
+
+def schema_state(engine) -> dict:
+    from mlflow.store.db import utils
+
+    return {
+        "current": utils._get_schema_version(engine),
+        "head": utils._get_latest_schema_revision(),
+        "empty": utils._is_empty_database(engine),
+        "complete": utils._all_tables_exist(engine),
+    }
+
+
+def migrate(engine) -> str:
+    from mlflow.store.db import utils
+
+    state = schema_state(engine)
+    if state["empty"] or not state["complete"]:
+        utils._initialize_tables(engine)
+        return "initialized"
+    if state["current"] != state["head"]:
+        utils._upgrade_db(engine)
+        return "upgraded"
+    return "none"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env-file", required=True)
+    parser.add_argument("--variable", default="MLFLOW_BACKEND_STORE_URI")
+    parser.add_argument("action", choices=["status", "upgrade"])
+    args = parser.parse_args(argv)
+
+    uri = read_env_file(args.env_file).get(args.variable)
+    if not uri:
+        print(json.dumps({"error": f"{args.variable} is not set in {args.env_file}"}))
+        return 2
+
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        before = schema_state(engine)
+        result = {"before": before["current"], "head": before["head"], "action": "none"}
+        behind = before["empty"] or not before["complete"] or before["current"] != before["head"]
+        result["behind"] = behind
+        if args.action == "upgrade" and behind:
+            if engine.dialect.name == "postgresql":
+                with engine.connect() as lock:
+                    lock.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+                    try:
+                        result["action"] = migrate(engine)
+                    finally:
+                        lock.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            else:
+                result["action"] = migrate(engine)
+        result["after"] = schema_state(engine)["current"]
+    except Exception as exc:  # report any database error as JSON for the play
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")}))
+        return 1
+    finally:
+        engine.dispose()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
