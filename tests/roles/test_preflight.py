@@ -1,0 +1,102 @@
+"""Bad input is rejected by the preflight play with a message naming the variable,
+before the deploy play starts (nothing on the host changes)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+SA_KEY = {
+    "type": "service_account",
+    "client_email": "mlflow@example-project.iam.gserviceaccount.com",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+}
+
+
+def _key_file(tmp_path, content) -> str:
+    path = tmp_path / "key.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+CASES = [
+    ("uri-scheme", {"tracking_server_backend_store_uri": "mysql://u:p@db/mlflow"},
+     r"tracking_server_backend_store_uri is not usable: the scheme is 'mysql'"),
+    ("uri-no-password", {"tracking_server_backend_store_uri": "postgresql://mlflow@db:5432/mlflow"},
+     r"tracking_server_backend_store_uri is not usable: the URI carries no password"),
+    ("uri-garbage", {"tracking_server_backend_store_uri": "not a uri"},
+     r"tracking_server_backend_store_uri is not usable"),
+    ("empty-password", {"cloudsql_client_password": ""}, r"cloudsql_client_password is empty"),
+    ("host-with-scheme", {"cloudsql_client_host": "postgres://10.0.0.3"}, r"cloudsql_client_host must be the IP or DNS name"),
+    ("db-port", {"cloudsql_client_port": 0}, r"cloudsql_client_port must be between 1 and 65535"),
+    ("sslmode", {"cloudsql_client_sslmode": "always"}, r"cloudsql_client_sslmode"),
+    ("artifacts-s3", {"tracking_server_artifacts_destination": "s3://bucket/mlflow"},
+     r"tracking_server_artifacts_destination must be gs://BUCKET\[/PREFIX\]"),
+    ("artifacts-uppercase", {"tracking_server_artifacts_destination": "gs://My_Bucket"},
+     r"tracking_server_artifacts_destination must be gs://"),
+    ("port-range", {"tracking_server_port": 70000}, r"tracking_server_port must be between 1 and 65535, not 70000"),
+    ("workers-type", {"tracking_server_workers": "many"}, r"tracking_server_workers"),
+    ("old-mlflow", {"mlflow_version": "3.16.1"}, r"mlflow_version 3.16.1 is below 3.17.0"),
+    ("bad-version", {"mlflow_version": "latest"}, r"mlflow_version must be a release number"),
+    ("timeouts", {"tracking_server_graceful_shutdown_timeout": 40},
+     r"tracking_server_graceful_shutdown_timeout \(40\) must be below\s+tracking_server_timeout_stop_sec \(30\)"),
+    ("wildcard-host", {"tracking_server_allowed_hosts": ["*"]}, r"tracking_server_allowed_hosts must list single names"),
+    ("root-user", {"python_service_user": "root"}, r"python_service_user and python_service_group must name an unprivileged"),
+    ("installer", {"mlflow_installer": "conda"}, r"mlflow_installer"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_rejected_before_any_change(run_site, overrides, message):
+    result = run_site(overrides)
+    assert result.rc != 0
+    assert re.search(message, re.sub(r"\s+", " ", result.output)) or re.search(message, result.output), result.output[-3000:]
+    assert not result.deploy_started
+
+
+def test_missing_required_artifact_destination(run_site):
+    result = run_site(drop=("tracking_server_artifacts_destination",))
+    assert result.rc != 0
+    assert "tracking_server_artifacts_destination" in result.output
+    assert not result.deploy_started
+
+
+def test_unsupported_os(run_site):
+    result = run_site(supported_os={"Debian": ["99"]})
+    assert result.rc != 0
+    assert "Unsupported operating system" in result.output
+    assert not result.deploy_started
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", r"is not valid JSON"),
+        ({**SA_KEY, "type": "authorized_user"}, r"has type 'authorized_user', expected 'service_account'"),
+        ({k: v for k, v in SA_KEY.items() if k != "private_key"}, r"lacks the field 'private_key'"),
+        ({**SA_KEY, "private_key": "hunter2"}, r"has a private_key that is not a PEM key"),
+    ],
+    ids=["not-json", "wrong-type", "no-private-key", "not-pem"],
+)
+def test_invalid_key_file(run_site, tmp_path, content, message):
+    result = run_site({"gcs_credentials_mode": "key_file", "gcs_credentials_key_file": _key_file(tmp_path, content)})
+    assert result.rc != 0
+    assert "gcs_credentials_key_file is not usable" in result.output
+    assert re.search(message, result.output), result.output[-3000:]
+    assert "hunter2" not in result.output
+    assert not result.deploy_started
+
+
+def test_missing_key_file(run_site, tmp_path):
+    result = run_site({"gcs_credentials_mode": "key_file", "gcs_credentials_key_file": str(tmp_path / "nope.json")})
+    assert result.rc != 0
+    assert re.search(r"gcs_credentials_key_file is not usable: .*nope.json does not exist", result.output)
+    assert not result.deploy_started
+
+
+def test_good_input_passes_preflight(run_site):
+    """The control case: with valid inputs the preflight passes and the deploy play starts (check mode)."""
+    result = run_site()
+    assert result.deploy_started, result.output[-3000:]
