@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Canary for an MLflow tracking server, through its real REST API (standard library only).
 
-    mlflow_canary.py http://127.0.0.1:5000 [--experiment NAME] [--run-name NAME]
+    mlflow_canary.py http://127.0.0.1:5000 [--experiment NAME] [--run-name NAME] [--credentials-stdin]
 
 Checks /health and /version, creates (or reuses) an experiment, creates a run,
 logs a metric and reads it back, uploads a small artifact through the artifact
@@ -12,9 +12,9 @@ object; exits 1 with the failing step when anything is wrong.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -64,10 +64,9 @@ def step(name: str, ok: bool, detail: str = "") -> None:
 
 def run(args: argparse.Namespace) -> dict:
     headers = {}
-    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
-        import base64
-
-        token = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
+    credentials = json.load(sys.stdin) if args.credentials_stdin else {}
+    if credentials.get("username"):
+        token = f"{credentials['username']}:{credentials.get('password', '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
     client = Client(args.url, args.timeout, headers)
     report: dict = {"url": args.url}
@@ -129,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="mlflow-ansible-canary")
     parser.add_argument("--run-name", default="canary")
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--credentials-stdin", action="store_true",
+                        help='read {"username": ..., "password": ...} for basic auth from standard input')
     args = parser.parse_args(argv)
     try:
         report = run(args)

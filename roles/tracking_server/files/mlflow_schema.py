@@ -81,12 +81,27 @@ def migrate(engine) -> str:
     return "none"
 
 
+def ensure_database(engine, name: str) -> dict:
+    """Create database ``name`` on the backend's PostgreSQL server when it is missing."""
+    import sqlalchemy
+
+    if engine.dialect.name != "postgresql":
+        return {"database": name, "created": False, "skipped": f"not PostgreSQL ({engine.dialect.name})"}
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        exists = connection.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if not exists:
+            quoted = engine.dialect.identifier_preparer.quote(name)
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}"))
+    return {"database": name, "created": not exists}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variable", default="MLFLOW_BACKEND_STORE_URI")
     parser.add_argument("--env-file", required=True)
     parser.add_argument("--head-file", help="file holding the head revision (status only)")
-    parser.add_argument("action", choices=["status", "upgrade"])
+    parser.add_argument("--database", help="database name (ensure-database)")
+    parser.add_argument("action", choices=["status", "upgrade", "ensure-database"])
     args = parser.parse_args(argv)
 
     uri = read_env_file(args.env_file).get(args.variable)
@@ -97,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    if args.action == "ensure-database":
+        try:
+            print(json.dumps(ensure_database(engine, args.database)))
+            return 0
+        except Exception as exc:  # report any database error as JSON for the play
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")}))
+            return 1
+        finally:
+            engine.dispose()
     try:
         head = None
         if args.action == "status" and args.head_file and os.path.exists(args.head_file):
