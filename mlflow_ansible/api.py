@@ -202,20 +202,30 @@ def _schemas(collection: Collection) -> tuple[Schema, Schema]:
     return deploy_schema(specs, ACTIONS), testbed_schema(specs)
 
 
-def run_action(action: str, inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
-    """Run one of ACTIONS against ``inventory`` (a path, several, or an inventory mapping)."""
+def _action_launch(action: str) -> tuple[_Launcher, dict[str, Any]]:
     if action not in ACTIONS:
         raise ValidationError(f"unknown action '{action}': choose one of {', '.join(ACTIONS)}")
     collection = find_collection()
     schema, _ = _schemas(collection)
     launcher = _Launcher(collection, schema, playbook="site", label=action)
-    return launcher.run(
-        inventory,
-        require=ACTIONS[action].requires_inputs,
-        fixed_vars={ACTION_VAR: action},
-        reserved={ACTION_VAR: f"the subcommand sets it (use `{action}` or another subcommand)"},
-        options=options,
-    )
+    arguments = {
+        "require": ACTIONS[action].requires_inputs,
+        "fixed_vars": {ACTION_VAR: action},
+        "reserved": {ACTION_VAR: f"the subcommand sets it (use `{action}` or another subcommand)"},
+    }
+    return launcher, arguments
+
+
+def prepare(action: str, inventory: Inventory, **options: Unpack[RunOptions]) -> PlaybookJob:
+    """Validate everything ``run_action`` would run, and return the job without running it."""
+    launcher, arguments = _action_launch(action)
+    return launcher.prepare(inventory, options=options, **arguments).job
+
+
+def run_action(action: str, inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """Run one of ACTIONS against ``inventory`` (a path, several, or an inventory mapping)."""
+    launcher, arguments = _action_launch(action)
+    return launcher.run(inventory, options=options, **arguments)
 
 
 def run_testbed(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:

@@ -94,7 +94,8 @@ def _load_file(argument: str, loader: Any, result: ExtraVars) -> None:
     if data is None:
         return
     if not isinstance(data, Mapping):
-        raise ValidationError(f"{label}: the file must hold a mapping of variables, not a {type(data).__name__}")
+        kind = type(plain(data)).__name__
+        raise ValidationError(f"{label}: the file must hold a mapping of variables, not a {kind}")
     if vaulted or holds_vault_values(data):
         result.passthrough_files.append(path.resolve())
         result.passthrough_values.update(data)
