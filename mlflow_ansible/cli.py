@@ -122,7 +122,8 @@ class _Output:
     def __init__(self, args: argparse.Namespace) -> None:
         self.json = bool(getattr(args, "json", False))
         self.quiet = bool(getattr(args, "quiet", False))
-        self.console = Console(file=sys.stdout, highlight=False)
+        # Not a terminal (a pipe, a log): wide enough that tables never truncate names and URLs.
+        self.console = Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 200)
         self.progress_stream: TextIO = sys.stderr if self.json else sys.stdout
 
     def view(self, title: str, expected_key: str) -> tuple[ProgressView, ProgressState]:
