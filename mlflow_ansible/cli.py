@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TextIO
 from rich.console import Console
 
 from mlflow_ansible.api import ACTIONS, run_action
-from mlflow_ansible.errors import MlflowAnsibleError
+from mlflow_ansible.errors import MlflowAnsibleError, ValidationError
 from mlflow_ansible.exit_codes import ExitCode
 from mlflow_ansible.progress import ProgressState, ProgressView, load_expected, make_view, save_expected
 from mlflow_ansible.runner import EventHandler
@@ -134,13 +134,20 @@ class _Output:
         print(json.dumps(data, indent=2, default=str), file=sys.stdout, flush=True)
 
 
+def _ask_vault_password() -> str:
+    try:
+        return getpass.getpass("Vault password: ")
+    except EOFError:
+        raise ValidationError("--ask-vault-pass: no password was typed (or use --vault-password-file)") from None
+
+
 def _counts_key(action: str, args: argparse.Namespace) -> str:
     return f"{action}{'-check' if getattr(args, 'check', False) else ''}"
 
 
 def _run_action_command(args: argparse.Namespace) -> int:
     output = _Output(args)
-    vault_password = getpass.getpass("Vault password: ") if args.ask_vault_pass else None
+    vault_password = _ask_vault_password() if args.ask_vault_pass else None
     key = _counts_key(args.action, args)
     view, state = output.view(f"{PROG} {args.action}", key)
     with view:

@@ -114,13 +114,44 @@ class _CommandCapture:
 
 
 class _Interrupt:
-    """Ctrl-C asks ansible-runner to stop the child (it kills its process group); a second one raises."""
+    """Ctrl-C handling while ansible-playbook runs in its own session (its pty gets no SIGINT from ours).
 
-    def __init__(self) -> None:
+    The first Ctrl-C forwards SIGINT to ansible-playbook, which stops its workers and exits with 99; if it
+    has not stopped after ``grace`` seconds, or on a second Ctrl-C, the cancel callback tells ansible-runner
+    to kill its process group; a third one raises KeyboardInterrupt here.
+    """
+
+    def __init__(self, grace: float = 20.0) -> None:
+        self.grace = grace
+        self.pid: int | None = None  # ansible-playbook's, from the first event
         self.requested = False
+        self.forced = False
+        self._count = 0
+        self._at = 0.0
+
+    def seen(self, event: dict[str, Any]) -> None:
+        if self.pid is None and isinstance(event.get("pid"), int):
+            self.pid = event["pid"]
 
     def __call__(self) -> bool:
-        return self.requested
+        """ansible-runner's cancel callback: True kills the child's process group."""
+        return self.forced or (self.requested and time.monotonic() - self._at > self.grace)
+
+    def interrupt(self) -> None:
+        self._count += 1
+        if self._count == 1:
+            self.requested, self._at = True, time.monotonic()
+            if self.pid is None:
+                self.forced = True
+                return
+            try:
+                os.kill(self.pid, signal.SIGINT)
+            except ProcessLookupError:
+                self.forced = True
+        elif self._count == 2:
+            self.forced = True
+        else:
+            raise KeyboardInterrupt
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -129,9 +160,7 @@ class _Interrupt:
             return
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested = True
+            self.interrupt()
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -221,15 +250,16 @@ class PlaybookRunner:
         from ansible_runner.runner import Runner
 
         output: deque[str] = deque(maxlen=_OUTPUT_LINES)
+        interrupt = _Interrupt()
 
         def handle(event: dict[str, Any]) -> bool:
+            interrupt.seen(event)
             text = _ANSI.sub("", event.get("stdout") or "")
             output.extend(line for line in text.splitlines() if line.strip())
             if on_event is not None:
                 on_event(event)
             return False  # keep events in memory: no job_events files
 
-        interrupt = _Interrupt()
         started = time.monotonic()
         private_data_dir = Path(tempfile.mkdtemp(prefix="mlflow-ansible-"))
         capture: _CommandCapture | None = None
