@@ -1,0 +1,252 @@
+"""The Python API: one function per action, all running the collection's site playbook.
+
+    import mlflow_ansible
+    result = mlflow_ansible.deploy("inventory/gcp.yml", extra_vars={"tracking_server_workers": 4})
+    print(result.ok, result.tracking_urls, result.failure)
+
+Like kolla-ansible, every action is the same playbook (playbooks/site.yml) with the extra variable
+``mlflow_ansible_action`` choosing what it imports; adding an action is one line in ACTIONS (which also
+adds the CLI subcommand) and a playbooks/<action>.yml.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict, Unpack
+
+import yaml
+
+from mlflow_ansible.collection import Collection, find_collection
+from mlflow_ansible.env_vars import read_env_vars
+from mlflow_ansible.errors import ValidationError
+from mlflow_ansible.extra_vars import ExtraVars, parse_extra_vars
+from mlflow_ansible.inventory import InventoryVars, check_sources, make_loader, quiet_ansible_display, read_inventory
+from mlflow_ansible.result import ResultBuilder, RunResult
+from mlflow_ansible.runner import EventHandler, PlaybookJob, PlaybookRunner
+from mlflow_ansible.specs import Schema, deploy_schema, load_role_specs, testbed_schema
+from mlflow_ansible.validation import Validator, is_template
+
+ACTION_VAR = "mlflow_ansible_action"
+HOSTS_VAR = "mlflow_ansible_hosts"
+DEFAULT_HOSTS = "mlflow_servers"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A subcommand: playbooks/<name>.yml, imported by playbooks/site.yml."""
+
+    name: str
+    help: str
+    requires_inputs: bool  # the roles' required variables must be set (the action deploys)
+
+
+ACTIONS: dict[str, Action] = {
+    action.name: action
+    for action in (
+        Action("deploy", "deploy or re-converge the MLflow tracking server", requires_inputs=True),
+        Action("verify", "run the canary (a run, a metric, an artifact round trip) against each server", False),
+        Action("status", "show the service state, health and MLflow version on each host", False),
+    )
+}
+
+Inventory = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Mapping[str, Any]
+
+
+class RunOptions(TypedDict, total=False):
+    """The options every action takes, named after ansible-playbook's flags."""
+
+    extra_vars: Mapping[str, Any] | Sequence[str] | None  # a mapping, or -e strings (key=value, JSON, @file)
+    limit: str | None  # -l
+    check: bool  # -C
+    diff: bool  # -D
+    tags: str | Sequence[str] | None  # -t
+    skip_tags: str | Sequence[str] | None
+    verbosity: int  # -v count
+    forks: int | None
+    vault_password_file: str | os.PathLike[str] | None
+    vault_password: str | None  # what --ask-vault-pass read; typed into the prompt from memory
+    environ: Mapping[str, str] | None  # default os.environ: the allow-list and MLFLOW_ANSIBLE_VAR_* come from it
+    on_event: EventHandler | None  # every ansible-runner event, for progress
+    before_cleanup: Callable[[Path], None] | None  # sees the private data directory before it is removed
+
+
+def _join(value: str | Sequence[str] | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    return ",".join(value) or None
+
+
+def _inventory_sources(inventory: Inventory) -> list[str]:
+    if isinstance(inventory, str | os.PathLike):
+        return [os.fspath(inventory)]
+    return [os.fspath(item) for item in inventory]  # type: ignore[union-attr]
+
+
+@dataclass
+class _Prepared:
+    job: PlaybookJob
+    inventory: InventoryVars | None
+
+
+class _Launcher:
+    """Validates one playbook's inputs against a schema, then runs it through PlaybookRunner."""
+
+    def __init__(
+        self, collection: Collection, schema: Schema, playbook: str, label: str, hosts: str = DEFAULT_HOSTS
+    ) -> None:
+        self.collection = collection
+        self.schema = schema
+        self.playbook = playbook
+        self.label = label
+        self.hosts = hosts  # the plays' host pattern (overridable with mlflow_ansible_hosts)
+
+    def _read_inventory(
+        self, inventory: Inventory, sources: list[str], loader: Any, extra: ExtraVars, limit: str | None
+    ) -> InventoryVars:
+        pattern = extra.values.get(HOSTS_VAR) or extra.passthrough_values.get(HOSTS_VAR) or self.hosts
+        if is_template(pattern):
+            return InventoryVars(skipped=f"{HOSTS_VAR} is a template")
+        if isinstance(inventory, Mapping):
+            with tempfile.TemporaryDirectory(prefix="mlflow-ansible-inventory-") as scratch:
+                path = Path(scratch) / "hosts.yml"
+                path.write_text(yaml.safe_dump(dict(inventory)), encoding="utf-8")
+                return read_inventory([str(path)], loader, str(pattern), limit)
+        return read_inventory(sources, loader, str(pattern), limit)
+
+    def prepare(
+        self,
+        inventory: Inventory,
+        *,
+        require: bool,
+        fixed_vars: Mapping[str, Any],
+        reserved: Mapping[str, str],
+        options: RunOptions,
+    ) -> _Prepared:
+        environ = options.get("environ")
+        environ = dict(os.environ if environ is None else environ)
+        verbosity = int(options.get("verbosity") or 0)
+        if verbosity < 0 or verbosity > 6:
+            raise ValidationError(f"verbosity must be between 0 and 6, not {verbosity}")
+        forks = options.get("forks")
+        if forks is not None and int(forks) < 1:
+            raise ValidationError(f"forks must be at least 1, not {forks}")
+        with quiet_ansible_display():
+            loader = make_loader(options.get("vault_password_file"), options.get("vault_password"))
+            extra = parse_extra_vars(options.get("extra_vars"), loader)
+        env_values, env_origins = read_env_vars(environ)
+        sources = [] if isinstance(inventory, Mapping) else check_sources(_inventory_sources(inventory))
+        inventory_vars = self._read_inventory(inventory, sources, loader, extra, options.get("limit"))
+        validated = Validator(self.schema, reserved).validate(
+            extra, env_values, env_origins, inventory_vars, require=require
+        )
+        vault_file = options.get("vault_password_file")
+        job = PlaybookJob(
+            playbook=self.collection.playbook(self.playbook),
+            inventory=sources,
+            generated_inventory=inventory if isinstance(inventory, Mapping) else None,
+            extra_vars={**validated.extra_vars, **fixed_vars},
+            secret_vars=validated.secret_vars,
+            extra_var_files=validated.passthrough_files,
+            limit=options.get("limit"),
+            tags=_join(options.get("tags")),
+            skip_tags=_join(options.get("skip_tags")),
+            check=bool(options.get("check")),
+            diff=bool(options.get("diff")),
+            verbosity=verbosity,
+            forks=forks,
+            vault_password_file=Path(vault_file) if vault_file else None,
+            vault_password=options.get("vault_password"),
+        )
+        return _Prepared(job=job, inventory=inventory_vars)
+
+    def run(
+        self,
+        inventory: Inventory,
+        *,
+        require: bool,
+        fixed_vars: Mapping[str, Any] | None = None,
+        reserved: Mapping[str, str] | None = None,
+        options: RunOptions,
+    ) -> RunResult:
+        prepared = self.prepare(
+            inventory, require=require, fixed_vars=fixed_vars or {}, reserved=reserved or {}, options=options
+        )
+        builder = ResultBuilder(self.label)
+        on_event = options.get("on_event")
+
+        def handle(event: dict[str, Any]) -> None:
+            builder.handle(event)
+            if on_event is not None:
+                on_event(event)
+
+        runner = PlaybookRunner(
+            self.collection, environ=options.get("environ"), before_cleanup=options.get("before_cleanup")
+        )
+        outcome = runner.run(prepared.job, on_event=handle)
+        return builder.build(
+            rc=outcome.rc,
+            elapsed=outcome.elapsed,
+            interrupted=outcome.interrupted,
+            check=prepared.job.check,
+            output=outcome.output,
+            command=outcome.command,
+        )
+
+
+def _schemas(collection: Collection) -> tuple[Schema, Schema]:
+    specs = load_role_specs(collection.roles_dir)
+    return deploy_schema(specs, ACTIONS), testbed_schema(specs)
+
+
+def _action_launch(action: str) -> tuple[_Launcher, dict[str, Any]]:
+    if action not in ACTIONS:
+        raise ValidationError(f"unknown action '{action}': choose one of {', '.join(ACTIONS)}")
+    collection = find_collection()
+    schema, _ = _schemas(collection)
+    launcher = _Launcher(collection, schema, playbook="site", label=action)
+    arguments = {
+        "require": ACTIONS[action].requires_inputs,
+        "fixed_vars": {ACTION_VAR: action},
+        "reserved": {ACTION_VAR: f"the subcommand sets it (use `{action}` or another subcommand)"},
+    }
+    return launcher, arguments
+
+
+def prepare(action: str, inventory: Inventory, **options: Unpack[RunOptions]) -> PlaybookJob:
+    """Validate everything ``run_action`` would run, and return the job without running it."""
+    launcher, arguments = _action_launch(action)
+    return launcher.prepare(inventory, options=options, **arguments).job
+
+
+def run_action(action: str, inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """Run one of ACTIONS against ``inventory`` (a path, several, or an inventory mapping)."""
+    launcher, arguments = _action_launch(action)
+    return launcher.run(inventory, options=options, **arguments)
+
+
+def run_testbed(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """Run playbooks/testbed.yml (the local Docker testbed), validated against the testbed role's spec."""
+    collection = find_collection()
+    _, schema = _schemas(collection)
+    return _Launcher(collection, schema, playbook="testbed", label="testbed", hosts="localhost").run(
+        inventory, require=False, options=options
+    )
+
+
+def deploy(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """Deploy (or re-converge) the tracking server on the inventory's mlflow_servers."""
+    return run_action("deploy", inventory, **options)
+
+
+def verify(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """Run the canary against every server; ``result.canary`` holds each host's report."""
+    return run_action("verify", inventory, **options)
+
+
+def status(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """Service state, health and version per host; ``result.status`` holds them."""
+    return run_action("status", inventory, **options)

@@ -1,0 +1,226 @@
+"""The outcome of an action (deploy, verify, status, ...), built from ansible-runner's events."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlflow_ansible.exit_codes import ExitCode
+
+_ERROR_LINE = re.compile(r"^(ERROR!|\[ERROR\]:)\s*")
+_MESSAGE_LIMIT = 4000
+
+
+@dataclass
+class HostStats:
+    """PLAY RECAP counters of one host."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+
+
+@dataclass
+class TaskFailure:
+    """A task that failed on a host (or a host that could not be reached), with Ansible's message."""
+
+    host: str
+    task: str
+    message: str
+    role: str = ""
+    action: str = ""
+    unreachable: bool = False
+
+    def summary(self) -> str:
+        where = f"{self.role} : {self.task}" if self.role else self.task
+        kind = "unreachable" if self.unreachable else "failed"
+        return f"{self.host} {kind} at [{where}]: {self.message}"
+
+
+@dataclass
+class RunResult:
+    """What one action did: per-host counters, URLs, failures and what the play reported."""
+
+    action: str
+    rc: int  # ansible-playbook's return code
+    exit_code: int  # the CLI's (docs/cli.md): rc, or 99 when interrupted
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    tracking_urls: dict[str, str] = field(default_factory=dict)
+    failures: list[TaskFailure] = field(default_factory=list)
+    elapsed: float = 0.0
+    status: dict[str, dict[str, Any]] | None = None  # mlflow_status, per host (status)
+    canary: dict[str, dict[str, Any]] | None = None  # mlflow_canary, per host (deploy, verify)
+    check: bool = False
+    interrupted: bool = False
+    error: str = ""  # an error not tied to a task (a playbook syntax error, ...)
+    command: list[str] = field(default_factory=list)  # ansible-playbook's argv (paths and flags only)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    @property
+    def changed(self) -> int:
+        return sum(stats.changed for stats in self.hosts.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(stats.failed for stats in self.hosts.values())
+
+    @property
+    def unreachable(self) -> int:
+        return sum(stats.unreachable for stats in self.hosts.values())
+
+    @property
+    def failure(self) -> TaskFailure | None:
+        """The first failing task, if any."""
+        return self.failures[0] if self.failures else None
+
+    @property
+    def tracking_url(self) -> str | None:
+        return next(iter(self.tracking_urls.values()), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(
+            ok=self.ok,
+            changed=self.changed,
+            failed=self.failed,
+            unreachable=self.unreachable,
+            tracking_url=self.tracking_url,
+            elapsed=round(self.elapsed, 3),
+        )
+        return data
+
+
+def _tail(text: str, lines: int) -> str:
+    kept = [line for line in str(text).strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def failure_message(res: dict[str, Any]) -> str:
+    """A readable message from a failed task's result: msg, the command's stderr, the failing loop item."""
+    if res.get("censored"):
+        return str(res["censored"])
+    message = str(res.get("msg") or "").strip()
+    for item in res.get("results") or []:
+        if isinstance(item, dict) and item.get("failed"):
+            label = item.get("_ansible_item_label", item.get("item"))
+            inner = failure_message(item)
+            message = f"{message} (item {label}: {inner})" if message else f"item {label}: {inner}"
+            break
+    stderr = _tail(res.get("stderr") or "", 15)
+    if stderr and stderr not in message:
+        message = f"{message}\n{stderr}" if message else stderr
+    elif not message and res.get("stdout"):
+        message = _tail(res["stdout"], 15)
+    if not message and res.get("rc") not in (None, 0):
+        message = f"exit status {res['rc']}"
+    return (message or "failed (no message)")[:_MESSAGE_LIMIT]
+
+
+def _error_from_output(lines: list[str]) -> str:
+    """The first ERROR paragraph ansible-playbook printed outside a task (a syntax error, a missing file)."""
+    for index, line in enumerate(lines):
+        if _ERROR_LINE.match(line.strip()):
+            text = [_ERROR_LINE.sub("", line.strip())]
+            for follow in lines[index + 1 : index + 8]:
+                if _ERROR_LINE.match(follow.strip()) or follow.startswith(("PLAY", "TASK", "fatal:")):
+                    break
+                text.append(follow.rstrip())
+            return "\n".join(text).strip()[:_MESSAGE_LIMIT]
+    return ""
+
+
+class ResultBuilder:
+    """Consumes ansible-runner events (dicts) and builds the RunResult at the end."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.failures: dict[str, TaskFailure] = {}  # the last failure of each host
+        self.hosts: dict[str, HostStats] = {}
+        self.artifact_data: dict[str, Any] = {}
+        self.saw_stats = False
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        data = event.get("event_data") or {}
+        if kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self._failure(data, unreachable=False)
+        elif kind == "runner_on_unreachable":
+            self._failure(data, unreachable=True)
+        elif kind == "playbook_on_stats":
+            self._stats(data)
+
+    def _failure(self, data: dict[str, Any], unreachable: bool) -> None:
+        host = str(data.get("host") or "?")
+        self.failures[host] = TaskFailure(
+            host=host,
+            task=str(data.get("task") or ""),
+            role=str(data.get("role") or ""),
+            action=str(data.get("task_action") or ""),
+            message=failure_message(data.get("res") or {}),
+            unreachable=unreachable,
+        )
+
+    def _stats(self, data: dict[str, Any]) -> None:
+        self.saw_stats = True
+        columns = {
+            "ok": "ok",
+            "changed": "changed",
+            "failures": "failed",
+            "dark": "unreachable",
+            "skipped": "skipped",
+            "rescued": "rescued",
+            "ignored": "ignored",
+        }
+        names: set[str] = set(data.get("processed") or {})
+        for key in columns:
+            names.update(data.get(key) or {})
+        for host in sorted(names):
+            stats = self.hosts.setdefault(host, HostStats())
+            for key, attribute in columns.items():
+                setattr(stats, attribute, int((data.get(key) or {}).get(host, 0)))
+        self.artifact_data = dict(data.get("artifact_data") or {})
+
+    def build(
+        self,
+        rc: int,
+        elapsed: float,
+        interrupted: bool = False,
+        check: bool = False,
+        output: list[str] | None = None,
+        command: list[str] | None = None,
+    ) -> RunResult:
+        # A failure later rescued (the host's final counters show no failure) did not fail the host.
+        failures = [
+            failure
+            for host, failure in self.failures.items()
+            if not self.saw_stats
+            or (self.hosts.get(host) and (self.hosts[host].failed or self.hosts[host].unreachable))
+        ]
+        artifact = self.artifact_data
+        error = ""
+        if rc not in (0, 2, 3) and not failures and not interrupted:
+            error = _error_from_output(output or []) or "\n".join((output or [])[-5:])
+        exit_code = int(ExitCode.INTERRUPTED) if interrupted else ExitCode.from_ansible(rc)
+        return RunResult(
+            action=self.action,
+            rc=rc,
+            exit_code=exit_code,
+            hosts=self.hosts,
+            tracking_urls={str(k): str(v) for k, v in (artifact.get("mlflow_tracking_urls") or {}).items()},
+            failures=failures,
+            elapsed=elapsed,
+            status=artifact.get("mlflow_status"),
+            canary=artifact.get("mlflow_canary"),
+            check=check,
+            interrupted=interrupted,
+            error=error,
+            command=list(command or []),
+        )

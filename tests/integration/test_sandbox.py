@@ -1,0 +1,101 @@
+"""`sandbox up`, a run logged from the host through the printed URL, `sandbox status`, `sandbox down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mlflow_ansible.docker_check import containers_with_label
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _sandbox(*args: str, environ: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlflow_ansible", "sandbox", *args],
+        cwd=REPO,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _log_a_run(url: str, tmp_path: Path) -> dict:
+    """The real mlflow client, from the host: a param, a metric and an artifact, read back."""
+    script = """
+import json, sys, pathlib, mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("pytest-sandbox")
+artifact = pathlib.Path(sys.argv[2]) / "hello.txt"
+artifact.write_text("hello from the host\\n")
+with mlflow.start_run() as run:
+    mlflow.log_param("where", "host")
+    mlflow.log_metric("answer", 42.0)
+    mlflow.log_artifact(str(artifact))
+client = mlflow.MlflowClient()
+fetched = client.get_run(run.info.run_id)
+downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="hello.txt")
+print(json.dumps({"metrics": fetched.data.metrics, "params": fetched.data.params,
+                  "status": fetched.info.status, "artifact": pathlib.Path(downloaded).read_text()}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, url, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path):
+    name = f"pytest-sandbox-{uuid.uuid4().hex[:6]}"
+    environ = environ_for()
+    label = f"mlflow-ansible.testbed={name}"
+    up_args = ["up", "--name", name] + (["--ca-bundle", ca_path] if ca_path else [])
+    try:
+        up = _sandbox(*up_args, environ=environ)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
+        match = re.search(r"MLflow is up at (http://127\.0\.0\.1:(\d+))", up.stdout)
+        assert match, up.stdout[-2000:]
+        url, port = match.group(1), int(match.group(2))
+
+        state_file = tmp_path / "state" / "mlflow-ansible" / "sandbox.json"
+        assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+        state = json.loads(state_file.read_text())[name]
+        assert state["port"] == port and len(state["db_password"]) >= 24
+        assert state["db_password"] not in up.stdout + up.stderr
+
+        logged = _log_a_run(url, tmp_path)
+        assert logged["metrics"] == {"answer": 42.0} and logged["params"] == {"where": "host"}
+        assert logged["status"] == "FINISHED" and logged["artifact"] == "hello from the host\n"
+
+        status = _sandbox("status", "--name", name, environ=environ, timeout=120)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"{url} healthy (MLflow 3.17.2)" in status.stdout
+        for suffix in ("postgres", "gcs", "vm"):
+            assert f"{name}-{suffix}" in status.stdout
+        status_json = json.loads(_sandbox("status", "--name", name, "--json", environ=environ, timeout=120).stdout)
+        assert status_json["up"] and status_json["version"] == "3.17.2" and len(status_json["containers"]) == 3
+    finally:
+        down = _sandbox("down", "--name", name, environ=environ)
+    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-2000:]
+    assert f"sandbox {name} removed" in down.stdout
+    assert containers_with_label(label) == []
+    assert name not in json.loads((tmp_path / "state" / "mlflow-ansible" / "sandbox.json").read_text())
+    after = _sandbox("status", "--name", name, environ=environ, timeout=120)
+    assert after.returncode == 1 and "no containers" in after.stdout
