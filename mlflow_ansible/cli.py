@@ -113,7 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--name", default=SANDBOX_NAME, help=f"sandbox name, the containers' prefix ({SANDBOX_NAME})")
         _add_output_options(sub)
     sandbox.set_defaults(handler=_run_sandbox_command)
+
+    token = subparsers.add_parser(
+        "token",
+        help="print a Google ID token for an IAP audience",
+        description="Print a Google ID token for the IAP audience (the IAP OAuth client ID), fetched with google-auth.",
+    )
+    token.add_argument("--audience", help="IAP audience (default: $MLFLOW_ANSIBLE_IAP_AUDIENCE)")
+    token.set_defaults(handler=_run_token_command)
     return parser
+
+
+def _run_token_command(args: argparse.Namespace) -> int:
+    import os
+
+    from mlflow_ansible.iap_token import AUDIENCE_ENV, IapTokenSource
+
+    print(IapTokenSource(args.audience or os.environ.get(AUDIENCE_ENV, "")).token())
+    return int(ExitCode.OK)
 
 
 class _Output:

@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> dict:
     else:
         step("experiments/get-by-name", found.get("error_code") == "RESOURCE_DOES_NOT_EXIST", json.dumps(found))
         created = client.api("POST", "experiments/create", {"name": args.experiment})
+        if created.get("error_code") == "RESOURCE_ALREADY_EXISTS":  # another host's canary won the race
+            created = client.api("GET", "experiments/get-by-name", query={"experiment_name": args.experiment})
+            created = created.get("experiment", created)
         step("experiments/create", "experiment_id" in created, json.dumps(created))
         experiment_id = created["experiment_id"]
     report["experiment_id"] = experiment_id
