@@ -45,6 +45,18 @@ CASES = [
     ("wildcard-host", {"tracking_server_allowed_hosts": ["*"]}, r"tracking_server_allowed_hosts must list single names"),
     ("root-user", {"python_service_user": "root"}, r"python_service_user and python_service_group must name an unprivileged"),
     ("installer", {"mlflow_installer": "conda"}, r"mlflow_installer"),
+    ("short-admin-password", {"tracking_server_admin_password": "short-pass"},
+     r"tracking_server_admin_password must have at least 12 characters \(it has 10\)"),
+    ("cert-without-key", {"tls_proxy_cert_file": "/etc/hostname"},
+     r"tls_proxy_cert_file and tls_proxy_key_file go together"),
+    ("bad-cidr", {"firewall_https_cidrs": ["10.0.0.0/8", "10.300.0.0/16"]},
+     r"firewall_https_cidrs has entries that are not CIDR ranges: \['10.300.0.0/16'\]"),
+    ("world-open", {"firewall_https_cidrs": ["0.0.0.0/0"]}, r"firewall_https_cidrs admits 0.0.0.0/0"),
+    ("iap-no-audience", {"iap_enabled": True}, r"iap_enabled is true, so iap_audience must be"),
+    ("iap-bad-audience", {"iap_enabled": True, "iap_audience": "my-backend"}, r"iap_audience must be /projects/"),
+    ("old-tls", {"tls_proxy_protocols": ["TLSv1", "TLSv1.2"]}, r"tls_proxy_protocols may list TLSv1.2 and TLSv1.3 only"),
+    ("user-short-password", {"tracking_server_auth_users": [{"name": "bob", "password": "short"}]},
+     r"tracking_server_auth_users entry 'bob' is not valid"),
 ]
 
 
@@ -94,6 +106,11 @@ def test_missing_key_file(run_site, tmp_path):
     assert result.rc != 0
     assert re.search(r"gcs_credentials_key_file is not usable: .*nope.json does not exist", result.output)
     assert not result.deploy_started
+
+
+def test_world_allowed_when_forced(run_site):
+    result = run_site({"firewall_https_cidrs": ["0.0.0.0/0"], "firewall_allow_world": True})
+    assert result.deploy_started, result.output[-3000:]
 
 
 def test_good_input_passes_preflight(run_site):
