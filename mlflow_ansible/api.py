@@ -86,12 +86,6 @@ def _inventory_sources(inventory: Inventory) -> list[str]:
     return [os.fspath(item) for item in inventory]  # type: ignore[union-attr]
 
 
-@dataclass
-class _Prepared:
-    job: PlaybookJob
-    inventory: InventoryVars | None
-
-
 class _Launcher:
     """Validates one playbook's inputs against a schema, then runs it through PlaybookRunner."""
 
@@ -125,7 +119,8 @@ class _Launcher:
         fixed_vars: Mapping[str, Any],
         reserved: Mapping[str, str],
         options: RunOptions,
-    ) -> _Prepared:
+    ) -> PlaybookJob:
+        """Validate everything; the job to run."""
         environ = options.get("environ")
         environ = dict(os.environ if environ is None else environ)
         verbosity = int(options.get("verbosity") or 0)
@@ -144,7 +139,7 @@ class _Launcher:
             extra, env_values, env_origins, inventory_vars, require=require
         )
         vault_file = options.get("vault_password_file")
-        job = PlaybookJob(
+        return PlaybookJob(
             playbook=self.collection.playbook(self.playbook),
             inventory=sources,
             generated_inventory=inventory if isinstance(inventory, Mapping) else None,
@@ -161,7 +156,6 @@ class _Launcher:
             vault_password_file=Path(vault_file) if vault_file else None,
             vault_password=options.get("vault_password"),
         )
-        return _Prepared(job=job, inventory=inventory_vars)
 
     def run(
         self,
@@ -172,7 +166,7 @@ class _Launcher:
         reserved: Mapping[str, str] | None = None,
         options: RunOptions,
     ) -> RunResult:
-        prepared = self.prepare(
+        job = self.prepare(
             inventory, require=require, fixed_vars=fixed_vars or {}, reserved=reserved or {}, options=options
         )
         builder = ResultBuilder(self.label)
@@ -186,12 +180,12 @@ class _Launcher:
         runner = PlaybookRunner(
             self.collection, environ=options.get("environ"), before_cleanup=options.get("before_cleanup")
         )
-        outcome = runner.run(prepared.job, on_event=handle)
+        outcome = runner.run(job, on_event=handle)
         return builder.build(
             rc=outcome.rc,
             elapsed=outcome.elapsed,
             interrupted=outcome.interrupted,
-            check=prepared.job.check,
+            check=job.check,
             output=outcome.output,
             command=outcome.command,
         )
@@ -219,7 +213,7 @@ def _action_launch(action: str) -> tuple[_Launcher, dict[str, Any]]:
 def prepare(action: str, inventory: Inventory, **options: Unpack[RunOptions]) -> PlaybookJob:
     """Validate everything ``run_action`` would run, and return the job without running it."""
     launcher, arguments = _action_launch(action)
-    return launcher.prepare(inventory, options=options, **arguments).job
+    return launcher.prepare(inventory, options=options, **arguments)
 
 
 def run_action(action: str, inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:

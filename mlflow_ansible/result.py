@@ -9,7 +9,10 @@ from typing import Any
 from mlflow_ansible.exit_codes import ExitCode
 
 _ERROR_LINE = re.compile(r"^(ERROR!|\[ERROR\]:)\s*")
+_WARNING_LINE = re.compile(r"^\[(DEPRECATION )?WARNING\]:\s*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MESSAGE_LIMIT = 4000
+_MAX_WARNINGS = 20
 
 
 @dataclass
@@ -57,7 +60,8 @@ class RunResult:
     canary: dict[str, dict[str, Any]] | None = None  # mlflow_canary, per host (deploy, verify)
     check: bool = False
     interrupted: bool = False
-    error: str = ""  # an error not tied to a task (a playbook syntax error, ...)
+    error: str = ""  # an error not tied to a task (a playbook syntax error, an inventory without hosts...)
+    warnings: list[str] = field(default_factory=list)  # Ansible's [WARNING] lines
     command: list[str] = field(default_factory=list)  # ansible-playbook's argv (paths and flags only)
 
     @property
@@ -146,10 +150,19 @@ class ResultBuilder:
         self.hosts: dict[str, HostStats] = {}
         self.artifact_data: dict[str, Any] = {}
         self.saw_stats = False
+        self.warnings: list[str] = []
+
+    def _warnings(self, stdout: str) -> None:
+        for line in _ANSI.sub("", stdout).splitlines():
+            line = line.strip()
+            if _WARNING_LINE.match(line) and line not in self.warnings and len(self.warnings) < _MAX_WARNINGS:
+                self.warnings.append(line)
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         data = event.get("event_data") or {}
+        if kind in ("verbose", "warning", "deprecated"):
+            self._warnings(str(event.get("stdout") or ""))
         if kind == "runner_on_failed" and not data.get("ignore_errors"):
             self._failure(data, unreachable=False)
         elif kind == "runner_on_unreachable":
@@ -209,6 +222,10 @@ class ResultBuilder:
         if rc not in (0, 2, 3) and not failures and not interrupted:
             error = _error_from_output(output or []) or "\n".join((output or [])[-5:])
         exit_code = int(ExitCode.INTERRUPTED) if interrupted else ExitCode.from_ansible(rc)
+        if rc == 0 and not interrupted and not self.hosts:
+            # ansible-playbook succeeds when no host matches (an inventory plugin that failed to parse, a
+            # pattern that matches nothing); a deploy that ran nowhere is not a success.
+            error, exit_code = self._no_hosts()
         return RunResult(
             action=self.action,
             rc=rc,
@@ -222,5 +239,17 @@ class ResultBuilder:
             check=check,
             interrupted=interrupted,
             error=error,
+            warnings=list(self.warnings),
             command=list(command or []),
         )
+
+    def _no_hosts(self) -> tuple[str, int]:
+        reasons = [_WARNING_LINE.sub("", warning) for warning in self.warnings]
+        unparsed = any("Unable to parse" in reason for reason in reasons)
+        cause = next((r for r in reasons if "with 'auto' plugin" in r), None) or next(
+            (r for r in reasons if "parse" in r), ""
+        )
+        message = "no host matched the plays' hosts: nothing ran"
+        if cause:
+            message += f" ({cause})"
+        return message, int(ExitCode.PARSE_ERROR if unparsed else ExitCode.ERROR)

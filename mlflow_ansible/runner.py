@@ -169,6 +169,13 @@ class _Interrupt:
             signal.signal(signal.SIGINT, previous)
 
 
+def _kill_process_group(pid: int | None) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -251,13 +258,17 @@ class PlaybookRunner:
 
         output: deque[str] = deque(maxlen=_OUTPUT_LINES)
         interrupt = _Interrupt()
+        handler_errors: list[Exception] = []
 
         def handle(event: dict[str, Any]) -> bool:
             interrupt.seen(event)
             text = _ANSI.sub("", event.get("stdout") or "")
             output.extend(line for line in text.splitlines() if line.strip())
-            if on_event is not None:
-                on_event(event)
+            if on_event is not None and not handler_errors:
+                try:
+                    on_event(event)
+                except Exception as exc:  # never leave ansible-playbook orphaned: report it after the run
+                    handler_errors.append(exc)
             return False  # keep events in memory: no job_events files
 
         started = time.monotonic()
@@ -270,6 +281,7 @@ class PlaybookRunner:
             with interrupt.installed():
                 status, rc = runner.run()
         except KeyboardInterrupt:
+            _kill_process_group(interrupt.pid)
             raise
         except Exception as exc:
             raise RunnerError(f"ansible-runner failed: {type(exc).__name__}: {exc}") from exc
@@ -281,6 +293,9 @@ class PlaybookRunner:
                     self.before_cleanup(private_data_dir)
             finally:
                 shutil.rmtree(private_data_dir, ignore_errors=True)
+        if handler_errors:
+            error = handler_errors[0]
+            raise RunnerError(f"the event handler failed: {type(error).__name__}: {error}") from error
         return RunnerOutcome(
             rc=int(rc) if rc is not None else 250,
             status=str(status),

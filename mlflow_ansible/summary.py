@@ -93,6 +93,8 @@ def print_result(console: Console, result: RunResult) -> None:
         console.print(line)
     for failure in result.failures:
         console.print(Text(failure.summary(), style="bold red"))
+    for warning in result.warnings:
+        console.print(Text(warning, style="yellow"))
     if result.error:
         console.print(Text(result.error, style="bold red"))
     verdict = "done" if result.ok else "FAILED"

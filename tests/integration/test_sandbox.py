@@ -8,6 +8,7 @@ import re
 import stat
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path):
         state = json.loads(state_file.read_text())[name]
         assert state["port"] == port and len(state["db_password"]) >= 24
         assert state["db_password"] not in up.stdout + up.stderr
+
+        with urllib.request.urlopen(f"{url}/", timeout=30) as page:  # noqa: S310 - the sandbox on 127.0.0.1
+            assert page.status == 200 and b"<html" in page.read(4096).lower()  # the UI answers too
 
         logged = _log_a_run(url, tmp_path)
         assert logged["metrics"] == {"answer": 42.0} and logged["params"] == {"where": "host"}

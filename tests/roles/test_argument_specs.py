@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROLES = sorted(p.parent.parent for p in (Path(__file__).resolve().parents[2] / "roles").glob("*/meta/argument_specs.yml"))
+ROLES = sorted(
+    p.parent.parent for p in (Path(__file__).resolve().parents[2] / "roles").glob("*/meta/argument_specs.yml")
+)
 
 
 def _load(path: Path) -> dict:
@@ -31,7 +33,9 @@ def test_defaults_match_argument_specs(role: Path):
         if spec.get("required"):
             assert "default" not in spec, f"{name} is required and has a default"
             continue
-        assert spec.get("default") == defaults[name], f"{name}: default {defaults[name]!r} != spec {spec.get('default')!r}"
+        assert spec.get("default") == defaults[name], (
+            f"{name}: default {defaults[name]!r} != spec {spec.get('default')!r}"
+        )
         if "choices" in spec:
             assert defaults[name] in spec["choices"], f"{name}: default not among the choices"
 
@@ -40,4 +44,6 @@ def test_defaults_match_argument_specs(role: Path):
 def test_internal_variables_are_prefixed(role: Path):
     internal = _load(role / "vars" / "main.yml") if (role / "vars" / "main.yml").exists() else {}
     for name in internal:
-        assert name.startswith(f"_{role.name}_"), f"{role.name}/vars/main.yml: {name} is not prefixed with _{role.name}_"
+        assert name.startswith(f"_{role.name}_"), (
+            f"{role.name}/vars/main.yml: {name} is not prefixed with _{role.name}_"
+        )

@@ -29,7 +29,8 @@ CASES = [
     ("uri-garbage", {"tracking_server_backend_store_uri": "not a uri"},
      r"tracking_server_backend_store_uri is not usable"),
     ("empty-password", {"cloudsql_client_password": ""}, r"cloudsql_client_password is empty"),
-    ("host-with-scheme", {"cloudsql_client_host": "postgres://10.0.0.3"}, r"cloudsql_client_host must be the IP or DNS name"),
+    ("host-with-scheme", {"cloudsql_client_host": "postgres://10.0.0.3"},
+     r"cloudsql_client_host must be the IP or DNS name"),
     ("db-port", {"cloudsql_client_port": 0}, r"cloudsql_client_port must be between 1 and 65535"),
     ("sslmode", {"cloudsql_client_sslmode": "always"}, r"cloudsql_client_sslmode"),
     ("artifacts-s3", {"tracking_server_artifacts_destination": "s3://bucket/mlflow"},
@@ -42,8 +43,10 @@ CASES = [
     ("bad-version", {"mlflow_version": "latest"}, r"mlflow_version must be a release number"),
     ("timeouts", {"tracking_server_graceful_shutdown_timeout": 40},
      r"tracking_server_graceful_shutdown_timeout \(40\) must be below\s+tracking_server_timeout_stop_sec \(30\)"),
-    ("wildcard-host", {"tracking_server_allowed_hosts": ["*"]}, r"tracking_server_allowed_hosts must list single names"),
-    ("root-user", {"python_service_user": "root"}, r"python_service_user and python_service_group must name an unprivileged"),
+    ("wildcard-host", {"tracking_server_allowed_hosts": ["*"]},
+     r"tracking_server_allowed_hosts must list single names"),
+    ("root-user", {"python_service_user": "root"},
+     r"python_service_user and python_service_group must name an unprivileged"),
     ("installer", {"mlflow_installer": "conda"}, r"mlflow_installer"),
     ("short-admin-password", {"tracking_server_admin_password": "short-pass"},
      r"tracking_server_admin_password must have at least 12 characters \(it has 10\)"),
@@ -64,7 +67,8 @@ CASES = [
 def test_bad_input_is_rejected_before_any_change(run_site, overrides, message):
     result = run_site(overrides)
     assert result.rc != 0
-    assert re.search(message, re.sub(r"\s+", " ", result.output)) or re.search(message, result.output), result.output[-3000:]
+    flat = re.sub(r"\s+", " ", result.output)
+    assert re.search(message, flat) or re.search(message, result.output), result.output[-3000:]
     assert not result.deploy_started
 
 

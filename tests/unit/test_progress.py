@@ -217,3 +217,28 @@ def test_task_counts_are_remembered_per_action(state_home):
     assert load_expected("deploy") == {"Preflight": 29, "Deploy": 69}
     assert load_expected("verify") == {}
     assert oct((state_home / "mlflow-ansible" / "task-counts.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_run_without_hosts_is_not_a_success():
+    builder = ResultBuilder("deploy")
+    auto = "[WARNING]: Failed to parse inventory with 'auto' plugin: Your default credentials were not found."
+    builder.handle({"event": "verbose", "stdout": auto})
+    builder.handle({"event": "verbose", "stdout": "[WARNING]: Unable to parse /x/gcp.yml as an inventory source"})
+    builder.handle(
+        {"event": "warning", "stdout": "[WARNING]: Could not match supplied host pattern, ignoring: mlflow_servers"}
+    )
+    builder.handle(_event("playbook_on_no_hosts_matched"))
+    builder.handle(_event("playbook_on_stats", ok={}, processed={}))
+    result = builder.build(rc=0, elapsed=1.0)
+    assert result.exit_code == 4 and not result.ok
+    assert result.error == (
+        "no host matched the plays' hosts: nothing ran "
+        "(Failed to parse inventory with 'auto' plugin: Your default credentials were not found.)"
+    )
+    assert len(result.warnings) == 3 and result.warnings[2].endswith("ignoring: mlflow_servers")
+
+
+def test_a_pattern_matching_nothing_exits_1():
+    builder = ResultBuilder("status")
+    builder.handle({"event": "warning", "stdout": "[WARNING]: Could not match supplied host pattern, ignoring: x"})
+    assert builder.build(rc=0, elapsed=1.0).exit_code == 1

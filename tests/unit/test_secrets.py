@@ -33,7 +33,7 @@ PLAYBOOK = """
       ansible.builtin.debug:
         msg: "sha256 {{ cloudsql_client_password | hash('sha256') }} port {{ tracking_server_port | default(0) }}"
     - name: Every process's command line
-      ansible.builtin.command: ps -eo args
+      ansible.builtin.shell: for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < "$f" 2>/dev/null; echo; done
       changed_when: false
     - name: What the play sees of the environment
       ansible.builtin.debug:
