@@ -15,6 +15,7 @@ ALLOWED = frozenset(
     {
         "PATH",
         "HOME",
+        "XDG_STATE_HOME",  # where generated secrets and the sandbox state live
         "USER",
         "LOGNAME",
         "LANG",

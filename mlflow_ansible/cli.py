@@ -235,7 +235,11 @@ def _sandbox_up(sandbox: Sandbox, args: argparse.Namespace, output: _Output) -> 
                 print_result(output.console, result)
         if outcome.ok:
             output.console.print(f"MLflow is up at [bold]{outcome.state.url}[/bold] (UI and REST API)")
+            output.console.print(f"  user admin, password in {outcome.admin_password_file} (0600)")
             output.console.print(f"  export MLFLOW_TRACKING_URI={outcome.state.url}")
+            output.console.print("  export MLFLOW_TRACKING_USERNAME=admin")
+            output.console.print(f'  export MLFLOW_TRACKING_PASSWORD="$(cat {outcome.admin_password_file})"')
+            output.console.print("  export MLFLOW_TRACKING_INSECURE_TLS=true  # the certificate is self-signed")
     if not outcome.testbed.ok:
         return outcome.testbed.exit_code
     if outcome.deploy is None or not outcome.deploy.ok:

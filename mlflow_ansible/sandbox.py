@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -34,7 +36,8 @@ from mlflow_ansible.state import read_json, state_dir, write_private_json
 SANDBOX_NAME = "mlflow-sandbox"
 VM_NAME = "vm"
 VM_IMAGE = "mlflow-ansible/debian:12"
-VM_PORT = 5000
+VM_PORT = 443  # nginx with TLS in front of MLflow (secure by default, the sandbox too)
+ADMIN_USER = "admin"  # tracking_server_admin_username's default
 BUCKET = "mlflow-artifacts"  # the testbed role's default bucket
 CA_MOUNT = "/usr/local/share/testbed-ca.crt"  # the testbed role's default testbed_ca_bundle_mount
 LABEL = "mlflow-ansible.testbed"
@@ -55,7 +58,7 @@ class SandboxState:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -86,10 +89,14 @@ class SandboxUp:
     def ok(self) -> bool:
         return self.testbed.ok and self.deploy is not None and self.deploy.ok and self.healthy
 
+    admin_password_file: str = ""
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.state.name,
             "url": self.state.url,
+            "admin_user": ADMIN_USER,
+            "admin_password_file": self.admin_password_file,
             "port": self.state.port,
             "ok": self.ok,
             "healthy": self.healthy,
@@ -114,11 +121,16 @@ def port_is_free(port: int) -> bool:
 
 
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
-    """Status and body of a GET to the sandbox on 127.0.0.1; (0, reason) when nothing answers."""
-    if not url.startswith("http://127.0.0.1:"):
+    """Status and body of a GET to the sandbox on 127.0.0.1; (0, reason) when nothing answers.
+
+    The sandbox's certificate is self-signed, generated in the VM: it is not verified, and only
+    loopback URLs are accepted.
+    """
+    if not url.startswith("https://127.0.0.1:"):
         raise ValueError(f"not a sandbox URL: {url}")
+    context = ssl._create_unverified_context()  # noqa: S323 - the sandbox's self-signed certificate, loopback only
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http://127.0.0.1 only
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 - loopback
             return int(response.status), response.read(2000).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return int(exc.code), ""
@@ -135,6 +147,13 @@ class Sandbox:
         self.name = name
         self.environ = dict(os.environ if environ is None else environ)
         self.state_file = state_dir(self.environ) / "sandbox.json"
+        # The role generates the admin password and Flask secret key here (0700 directory, 0600 files).
+        self.secrets_dir = state_dir(self.environ) / "sandbox-secrets" / name
+
+    @property
+    def admin_password_file(self) -> Path:
+        """Where the tracking_server role keeps the generated admin password (its <host>-<port>-<db> layout)."""
+        return self.secrets_dir / "postgres-5432-mlflow" / "admin-password"
 
     # -- state ------------------------------------------------------------------------------------------
 
@@ -184,6 +203,7 @@ class Sandbox:
             # Points google-cloud-storage at the GCS stand-in.
             "tracking_server_extra_env": {"STORAGE_EMULATOR_HOST": "http://gcs:9023"},
             "tracking_server_public_url": state.url,
+            "tracking_server_controller_secrets_dir": str(self.secrets_dir),
         }
         if state.ca_bundle:
             group_vars["mlflow_ca_bundle"] = CA_MOUNT
@@ -249,7 +269,7 @@ class Sandbox:
             "on_event": events_for("testbed"),
         }
         testbed = run_testbed(self._localhost(), **testbed_options)
-        result = SandboxUp(state=state, testbed=testbed)
+        result = SandboxUp(state=state, testbed=testbed, admin_password_file=str(self.admin_password_file))
         if not testbed.ok:
             return result
         result.deploy = run_action(
@@ -296,4 +316,5 @@ class Sandbox:
         )
         if result.ok:
             self._forget_state()
+            shutil.rmtree(self.secrets_dir, ignore_errors=True)
         return result

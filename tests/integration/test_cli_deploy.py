@@ -57,7 +57,7 @@ def test_deploy_verify_status_through_the_cli(testbed, tmp_path, environ_for):
     assert first["ok"] and first["exit_code"] == 0 and first["action"] == "deploy"
     assert first["hosts"]["vm"]["changed"] > 0 and first["changed"] > 0
     assert first["failed"] == 0 and first["unreachable"] == 0 and first["failures"] == []
-    assert first["tracking_urls"] == {"vm": f"http://{testbed.vm}:5000"} == {"vm": first["tracking_url"]}
+    assert first["tracking_urls"] == {"vm": f"https://{testbed.vm}"} == {"vm": first["tracking_url"]}
     assert first["canary"]["vm"]["ok"] is True and first["canary"]["vm"]["version"] == "3.17.2"
     assert first["elapsed"] > 0 and first["rc"] == 0
     assert first["command"][0].endswith("ansible-playbook") and first["command"][-1].endswith("playbooks/site.yml")
@@ -78,5 +78,5 @@ def test_deploy_verify_status_through_the_cli(testbed, tmp_path, environ_for):
         "service": "active",
         "healthy": True,
         "version": "3.17.2",
-        "url": f"http://{testbed.vm}:5000",
+        "url": f"https://{testbed.vm}",
     }

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -33,7 +35,7 @@ def _sandbox(*args: str, environ: dict[str, str], timeout: int = 900) -> subproc
     )
 
 
-def _log_a_run(url: str, tmp_path: Path) -> dict:
+def _log_a_run(url: str, tmp_path: Path, password: str) -> dict:
     """The real mlflow client, from the host: a param, a metric and an artifact, read back."""
     script = """
 import json, sys, pathlib, mlflow
@@ -57,7 +59,8 @@ print(json.dumps({"metrics": fetched.data.metrics, "params": fetched.data.params
         text=True,
         timeout=180,
         check=False,
-        env={**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"},
+        env={**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_TRACKING_USERNAME": "admin",
+             "MLFLOW_TRACKING_PASSWORD": password, "MLFLOW_TRACKING_INSECURE_TLS": "true"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -71,9 +74,13 @@ def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path):
     try:
         up = _sandbox(*up_args, environ=environ)
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
-        match = re.search(r"MLflow is up at (http://127\.0\.0\.1:(\d+))", up.stdout)
+        match = re.search(r"MLflow is up at (https://127\.0\.0\.1:(\d+))", up.stdout)
         assert match, up.stdout[-2000:]
         url, port = match.group(1), int(match.group(2))
+        password_file = Path(re.search(r"password in (\S+) \(0600\)", up.stdout).group(1))
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        password = password_file.read_text().strip()
+        assert len(password) >= 12 and password not in up.stdout + up.stderr
 
         state_file = tmp_path / "state" / "mlflow-ansible" / "sandbox.json"
         assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
@@ -81,10 +88,15 @@ def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path):
         assert state["port"] == port and len(state["db_password"]) >= 24
         assert state["db_password"] not in up.stdout + up.stderr
 
-        with urllib.request.urlopen(f"{url}/", timeout=30) as page:  # noqa: S310 - the sandbox on 127.0.0.1
+        insecure = ssl._create_unverified_context()  # noqa: S323 - the sandbox's self-signed certificate
+        with pytest.raises(urllib.error.HTTPError) as denied:  # secure by default: the API wants credentials
+            urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30,  # noqa: S310
+                                   context=insecure)
+        assert denied.value.code == 401
+        with urllib.request.urlopen(f"{url}/", timeout=30, context=insecure) as page:  # noqa: S310 - 127.0.0.1
             assert page.status == 200 and b"<html" in page.read(4096).lower()  # the UI answers too
 
-        logged = _log_a_run(url, tmp_path)
+        logged = _log_a_run(url, tmp_path, password)
         assert logged["metrics"] == {"answer": 42.0} and logged["params"] == {"where": "host"}
         assert logged["status"] == "FINISHED" and logged["artifact"] == "hello from the host\n"
 

@@ -57,7 +57,8 @@ CASES = [
     ("world-open", {"firewall_https_cidrs": ["0.0.0.0/0"]}, r"firewall_https_cidrs admits 0.0.0.0/0"),
     ("iap-no-audience", {"iap_enabled": True}, r"iap_enabled is true, so iap_audience must be"),
     ("iap-bad-audience", {"iap_enabled": True, "iap_audience": "my-backend"}, r"iap_audience must be /projects/"),
-    ("old-tls", {"tls_proxy_protocols": ["TLSv1", "TLSv1.2"]}, r"tls_proxy_protocols may list TLSv1.2 and TLSv1.3 only"),
+    ("old-tls", {"tls_proxy_protocols": ["TLSv1", "TLSv1.2"]},
+     r"tls_proxy_protocols may list TLSv1.2 and TLSv1.3 only"),
     ("user-short-password", {"tracking_server_auth_users": [{"name": "bob", "password": "short"}]},
      r"tracking_server_auth_users entry 'bob' is not valid"),
 ]

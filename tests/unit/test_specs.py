@@ -25,7 +25,8 @@ def _plugin_module():
 
 def test_deploy_schema_is_every_role_but_the_testbed(role_specs, schema, bed_schema):
     deploy_roles = {spec.role for spec in schema.variables.values()}
-    assert deploy_roles == {"python", "mlflow", "cloudsql_client", "gcs_credentials", "tracking_server", "site"}
+    assert deploy_roles == {"python", "mlflow", "cloudsql_client", "gcs_credentials", "iap", "tracking_server",
+                            "tls_proxy", "firewall", "site"}
     assert "testbed_name" not in schema and "testbed_name" in bed_schema
     assert schema["mlflow_ansible_action"].choices == ("deploy", "verify", "status")
     assert "mlflow_ansible_hosts" in schema

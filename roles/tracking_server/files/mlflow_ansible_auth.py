@@ -14,9 +14,8 @@ import hmac
 import os
 
 from flask import request
-from werkzeug.datastructures import Authorization
-
 from mlflow.server.auth import authenticate_request_basic_auth
+from werkzeug.datastructures import Authorization
 
 
 def authenticate():

@@ -88,7 +88,8 @@ def ensure_database(engine, name: str) -> dict:
     if engine.dialect.name != "postgresql":
         return {"database": name, "created": False, "skipped": f"not PostgreSQL ({engine.dialect.name})"}
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        exists = connection.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        query = sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n")
+        exists = connection.execute(query, {"n": name}).first()
         if not exists:
             quoted = engine.dialect.identifier_preparer.quote(name)
             connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}"))
