@@ -7,6 +7,7 @@ probe and prints {"results": [{"probe", "expected", "got", "ok"}], "failed": N}.
 
 import base64
 import json
+import re
 import ssl
 import sys
 import urllib.error
@@ -88,9 +89,13 @@ def main():
     probe("IAP identity is the MLflow user (EDIT on secure-probe)", 200,
           http("POST", PROXY + "/api/2.0/mlflow/runs/create", body={"experiment_id": experiment_id},
                headers={**host, "x-goog-iap-jwt-assertion": tokens["valid"]})[0])
-    status, body, headers = http("GET", PROXY + "/", headers={**host, "Accept-Encoding": "gzip",
-                                                           "x-goog-iap-jwt-assertion": tokens["valid"]})
-    probe("UI gzipped by nginx", "gzip", headers.get("Content-Encoding", "none"), f"HTTP {status}, {len(body)} bytes")
+    iap = {**host, "x-goog-iap-jwt-assertion": tokens["valid"]}
+    _, page, _ = http("GET", PROXY + "/", headers=iap)
+    scripts = re.findall(rb'src="([^"]+\.js)"', page)
+    asset = "/" + scripts[0].decode().lstrip("./") if scripts else "/static-files/missing.js"
+    status, body, headers = http("GET", PROXY + asset, headers={**iap, "Accept-Encoding": "gzip"})
+    probe("UI assets gzipped by nginx", "gzip", headers.get("Content-Encoding", "none"),
+          f"{asset}: HTTP {status}, {len(body)} bytes")
     probe("forged identity header straight to MLflow", 401,
           http("GET", DIRECT + search, headers={"X-Mlflow-Iap-User": "admin",
                                                 "X-Mlflow-Ansible-Proxy-Token": "guess"})[0])
