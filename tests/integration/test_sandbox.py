@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -93,7 +94,9 @@ def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path):
             urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30,  # noqa: S310
                                    context=insecure)
         assert denied.value.code == 401
-        with urllib.request.urlopen(f"{url}/", timeout=30, context=insecure) as page:  # noqa: S310 - 127.0.0.1
+        token = base64.b64encode(f"admin:{password}".encode()).decode()
+        ui = urllib.request.Request(f"{url}/", headers={"Authorization": f"Basic {token}"})  # noqa: S310 - 127.0.0.1
+        with urllib.request.urlopen(ui, timeout=30, context=insecure) as page:  # noqa: S310 - the sandbox
             assert page.status == 200 and b"<html" in page.read(4096).lower()  # the UI answers too
 
         logged = _log_a_run(url, tmp_path, password)
