@@ -10,6 +10,7 @@ removes what carries the testbed's label, and nothing else.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -120,7 +121,7 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+def http_get(url: str, timeout: float = 3.0, auth: tuple[str, str] | None = None) -> tuple[int, str]:
     """Status and body of a GET to the sandbox on 127.0.0.1; (0, reason) when nothing answers.
 
     The sandbox's certificate is self-signed, generated in the VM: it is not verified, and only
@@ -129,8 +130,11 @@ def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
     if not url.startswith("https://127.0.0.1:"):
         raise ValueError(f"not a sandbox URL: {url}")
     context = ssl._create_unverified_context()  # noqa: S323 - the sandbox's self-signed certificate, loopback only
+    request = urllib.request.Request(url)  # noqa: S310 - https://127.0.0.1 only (checked above)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 - loopback
             return int(response.status), response.read(2000).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return int(exc.code), ""
@@ -175,6 +179,13 @@ class Sandbox:
         data = read_json(self.state_file)
         if data.pop(self.name, None) is not None:
             write_private_json(self.state_file, data)
+
+    def _admin(self) -> tuple[str, str] | None:
+        """The admin's credentials (basic auth protects /version), once the deploy generated them."""
+        try:
+            return ADMIN_USER, self.admin_password_file.read_text().strip()
+        except OSError:
+            return None
 
     def containers(self) -> list[Container]:
         return containers_with_label(f"{LABEL}={self.name}", self.environ)
@@ -300,7 +311,7 @@ class Sandbox:
         if state and found.containers:
             code, _ = http_get(f"{state.url}/health")
             found.healthy = code == 200
-            code, body = http_get(f"{state.url}/version")
+            code, body = http_get(f"{state.url}/version", auth=self._admin())
             found.version = body.strip() if code == 200 else ""
         return found
 
