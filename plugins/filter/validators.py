@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 DOCUMENTATION = ""
 
@@ -41,8 +41,18 @@ def service_account_key_problems(path: str) -> list[str]:
     return problems
 
 
-def backend_uri_problems(uri: str) -> list[str]:
-    """Problems with a PostgreSQL backend store URI (the password is never echoed)."""
+_MYSQL_SCHEMES = ("mysql", "mysql+pymysql")
+_SQLITE_SCHEMES = ("sqlite",)
+
+
+def backend_uri_problems(uri: str, password_required: bool = True) -> list[str]:
+    """Problems with a backend store URI (the password is never echoed).
+
+    PostgreSQL and MySQL URIs need a user, a database, and either a host or a
+    unix socket (``?host=/dir`` for PostgreSQL, ``?unix_socket=/path`` for MySQL);
+    a password is needed over TCP unless ``password_required`` is false (IAM
+    authentication through the Cloud SQL Auth Proxy). SQLite needs an absolute file path.
+    """
     if not uri:
         return ["the URI is empty"]
     try:
@@ -50,14 +60,22 @@ def backend_uri_problems(uri: str) -> list[str]:
         port = parts.port
     except ValueError as exc:
         return [f"the URI does not parse ({exc})"]
+    known = _PG_SCHEMES + _MYSQL_SCHEMES + _SQLITE_SCHEMES
+    if parts.scheme not in known:
+        return [f"the scheme is '{parts.scheme}', expected one of {', '.join(known)}"]
+    if parts.scheme in _SQLITE_SCHEMES:
+        path = uri.partition(":///")[2]
+        if not path.startswith("/") or path.endswith("/"):
+            return ["a SQLite URI must name an absolute file path: sqlite:////var/lib/mlflow/mlflow.db"]
+        return []
+    query = dict(parse_qsl(parts.query))
+    socket = query.get("host", "") if parts.scheme in _PG_SCHEMES else query.get("unix_socket", "")
     problems = []
-    if parts.scheme not in _PG_SCHEMES:
-        problems.append(f"the scheme is '{parts.scheme}', expected one of {', '.join(_PG_SCHEMES)}")
-    if not parts.hostname:
-        problems.append("the URI names no host")
+    if not parts.hostname and not socket.startswith("/"):
+        problems.append("the URI names no host and no unix socket")
     if not parts.username:
         problems.append("the URI names no user")
-    if not parts.password:
+    if not parts.password and not socket and password_required:
         problems.append("the URI carries no password")
     if not parts.path.strip("/"):
         problems.append("the URI names no database")
@@ -66,11 +84,14 @@ def backend_uri_problems(uri: str) -> list[str]:
     return problems
 
 
-def psycopg2_uri(uri: str) -> str:
-    """Name the psycopg2 driver explicitly: SQLAlchemy 2.1 maps postgresql:// to psycopg 3."""
+def driver_uri(uri: str) -> str:
+    """Name the driver the venv holds: SQLAlchemy 2.1 maps postgresql:// to psycopg 3
+    and mysql:// to mysqlclient (a C build); mlflow-ansible installs psycopg2 and PyMySQL."""
     scheme, sep, rest = uri.partition("://")
     if sep and scheme in ("postgresql", "postgres"):
         return f"postgresql+psycopg2://{rest}"
+    if sep and scheme == "mysql":
+        return f"mysql+pymysql://{rest}"
     return uri
 
 
@@ -86,6 +107,6 @@ class FilterModule:
         return {
             "service_account_key_problems": service_account_key_problems,
             "backend_uri_problems": backend_uri_problems,
-            "psycopg2_uri": psycopg2_uri,
+            "driver_uri": driver_uri,
             "uri_quote": uri_quote,
         }

@@ -25,8 +25,8 @@ def _plugin_module():
 
 def test_deploy_schema_is_every_role_but_the_testbed(role_specs, schema, bed_schema):
     deploy_roles = {spec.role for spec in schema.variables.values()}
-    assert deploy_roles == {"python", "mlflow", "cloudsql_client", "gcs_credentials", "iap", "tracking_server",
-                            "tls_proxy", "firewall", "site"}
+    assert deploy_roles == {"python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_client",
+                            "gcs_credentials", "iap", "tracking_server", "tls_proxy", "firewall", "site"}
     assert "testbed_name" not in schema and "testbed_name" in bed_schema
     assert schema["mlflow_ansible_action"].choices == ("deploy", "verify", "status")
     assert "mlflow_ansible_hosts" in schema
@@ -42,15 +42,22 @@ def test_specs_carry_type_default_choices_required_and_no_log(schema):
         False,
         False,
     )
-    assert schema["cloudsql_client_password"].required and schema["cloudsql_client_password"].no_log
+    assert schema["cloudsql_client_password"].no_log
     assert schema.is_secret("tracking_server_backend_store_uri")
     assert schema["cloudsql_client_sslmode"].choices[0] == "disable"
     assert schema["mlflow_extra_packages"].elements == "str"
-    assert {spec.name for spec in schema.required} >= {
-        "cloudsql_client_host",
-        "cloudsql_client_password",
-        "tracking_server_artifacts_destination",
-    }
+    # Each topology needs a different set of variables: the roles' preflight checks them, none is always required.
+    assert schema.required == []
+
+
+def test_a_required_spec_is_read_as_required(tmp_path):
+    (tmp_path / "demo" / "meta").mkdir(parents=True)
+    (tmp_path / "demo" / "meta" / "argument_specs.yml").write_text(
+        "argument_specs:\n  main:\n    options:\n      demo_name:\n        type: str\n        required: true\n"
+        "        description: x\n"
+    )
+    spec = load_role_specs(tmp_path)["demo"]["demo_name"]
+    assert spec.required and spec.type == "str"
 
 
 def test_a_broken_spec_is_reported(tmp_path):

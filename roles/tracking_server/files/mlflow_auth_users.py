@@ -27,14 +27,19 @@ class ApiError(Exception):
     pass
 
 
-def call(url: str, method: str, path: str, auth: tuple[str, str], payload: dict | None = None,
-         query: dict | None = None) -> tuple[int, dict]:
+def call(
+    url: str, method: str, path: str, auth: tuple[str, str], payload: dict | None = None, query: dict | None = None
+) -> tuple[int, dict]:
     if query:
         path += "?" + urllib.parse.urlencode(query)
     body = json.dumps(payload).encode() if payload is not None else None
     token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    req = urllib.request.Request(url.rstrip("/") + path, data=body, method=method,
-                                 headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url.rstrip("/") + path,
+        data=body,
+        method=method,
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback URL from the play
             return resp.status, json.loads(resp.read() or b"{}")
@@ -55,8 +60,9 @@ def expect(status: int, body: dict, what: str, ok=(200,)) -> dict:
 def experiment_id(url: str, admin: tuple[str, str], name: str) -> str:
     status, body = call(url, "GET", "/api/2.0/mlflow/experiments/get-by-name", admin, query={"experiment_name": name})
     if status == 404:
-        created = expect(*call(url, "POST", "/api/2.0/mlflow/experiments/create", admin, {"name": name}),
-                         f"create experiment {name}")
+        created = expect(
+            *call(url, "POST", "/api/2.0/mlflow/experiments/create", admin, {"name": name}), f"create experiment {name}"
+        )
         return created["experiment_id"]
     return expect(status, body, f"get experiment {name}")["experiment"]["experiment_id"]
 
@@ -74,20 +80,38 @@ def apply_user(url: str, admin: tuple[str, str], user: dict) -> list[str]:
             changed.append(f"deleted {name}")
         return changed
     if not exists:
-        expect(*call(url, "POST", "/api/2.0/mlflow/users/create", admin,
-                     {"username": name, "password": user["password"]}), f"create {name}")
+        expect(
+            *call(url, "POST", "/api/2.0/mlflow/users/create", admin, {"username": name, "password": user["password"]}),
+            f"create {name}",
+        )
         changed.append(f"created {name}")
         is_admin = False
     else:
         is_admin = bool(body.get("user", {}).get("is_admin"))
         probe, _ = call(url, "GET", "/api/2.0/mlflow/users/current", (name, user["password"]))
         if probe == 401:
-            expect(*call(url, "PATCH", "/api/2.0/mlflow/users/update-password", admin,
-                         {"username": name, "password": user["password"]}), f"update password of {name}")
+            expect(
+                *call(
+                    url,
+                    "PATCH",
+                    "/api/2.0/mlflow/users/update-password",
+                    admin,
+                    {"username": name, "password": user["password"]},
+                ),
+                f"update password of {name}",
+            )
             changed.append(f"password of {name}")
     if bool(user.get("admin", False)) != is_admin:
-        expect(*call(url, "PATCH", "/api/2.0/mlflow/users/update-admin", admin,
-                     {"username": name, "is_admin": bool(user.get("admin", False))}), f"update admin flag of {name}")
+        expect(
+            *call(
+                url,
+                "PATCH",
+                "/api/2.0/mlflow/users/update-admin",
+                admin,
+                {"username": name, "is_admin": bool(user.get("admin", False))},
+            ),
+            f"update admin flag of {name}",
+        )
         changed.append(f"admin flag of {name}")
     for grant in user.get("permissions", []):
         exp_id = experiment_id(url, admin, grant["experiment"])
@@ -95,8 +119,16 @@ def apply_user(url: str, admin: tuple[str, str], user: dict) -> list[str]:
         status, body = call(url, "GET", "/api/3.0/mlflow/users/permissions/get", admin, query=resource)
         if status == 200 and body.get("permission") == grant["permission"]:
             continue
-        expect(*call(url, "POST", "/api/3.0/mlflow/users/permissions/grant", admin,
-                     {**resource, "permission": grant["permission"]}), f"grant {grant['permission']} to {name}")
+        expect(
+            *call(
+                url,
+                "POST",
+                "/api/3.0/mlflow/users/permissions/grant",
+                admin,
+                {**resource, "permission": grant["permission"]},
+            ),
+            f"grant {grant['permission']} to {name}",
+        )
         changed.append(f"{grant['permission']} on {grant['experiment']} for {name}")
     return changed
 

@@ -5,7 +5,9 @@
 
 Checks /health and /version, creates (or reuses) an experiment, creates a run,
 logs a metric and reads it back, uploads a small artifact through the artifact
-proxy and downloads it byte for byte, then closes the run. Prints one JSON
+proxy (this server's, or the artifacts-only server the run's artifact URI names)
+and downloads it byte for byte, then closes the run. With --artifacts-only it
+checks an artifacts-only server: upload, download, delete. Prints one JSON
 object; exits 1 with the failing step when anything is wrong.
 """
 
@@ -62,6 +64,28 @@ def step(name: str, ok: bool, detail: str = "") -> None:
         raise CanaryError(f"{name} failed{': ' + detail if detail else ''}")
 
 
+def artifact_round_trip(client: Client, path: str, tag: str) -> str:
+    """PUT a small file at ``path`` (relative to the client's base), GET it back byte for byte."""
+    payload = f"mlflow-ansible canary {tag}\n".encode() * 64
+    status, body = client.request("PUT", path, payload, "application/octet-stream")
+    step("artifact upload", status == 200, f"HTTP {status} {body[:200]!r}")
+    status, body = client.request("GET", path)
+    step(
+        "artifact download",
+        status == 200 and body == payload,
+        f"HTTP {status}, {len(body)} bytes, expected {len(payload)}",
+    )
+    return hashlib.sha256(payload).hexdigest()
+
+
+def run_artifacts_only(client: Client, args: argparse.Namespace, report: dict) -> dict:
+    path = f"/api/2.0/mlflow-artifacts/artifacts/{args.experiment}/{args.run_name}.txt"
+    report["artifact_sha256"] = artifact_round_trip(client, path, f"{args.run_name} {time.time()}")
+    status, body = client.request("DELETE", path)
+    step("artifact delete", status == 200, f"HTTP {status} {body[:200]!r}")
+    return report
+
+
 def run(args: argparse.Namespace) -> dict:
     headers = {}
     credentials = json.load(sys.stdin) if args.credentials_stdin else {}
@@ -76,6 +100,8 @@ def run(args: argparse.Namespace) -> dict:
     status, body = client.request("GET", "/version")
     step("GET /version", status == 200, f"HTTP {status}")
     report["version"] = body.decode().strip()
+    if args.artifacts_only:
+        return run_artifacts_only(client, args, report)
 
     found = client.api("GET", "experiments/get-by-name", query={"experiment_name": args.experiment})
     if "experiment" in found:
@@ -91,15 +117,17 @@ def run(args: argparse.Namespace) -> dict:
     report["experiment_id"] = experiment_id
 
     now = int(time.time() * 1000)
-    created = client.api("POST", "runs/create", {"experiment_id": experiment_id, "run_name": args.run_name,
-                                                 "start_time": now})
+    created = client.api(
+        "POST", "runs/create", {"experiment_id": experiment_id, "run_name": args.run_name, "start_time": now}
+    )
     step("runs/create", "run" in created, json.dumps(created))
     info = created["run"]["info"]
     run_id = info["run_id"]
     report["run_id"] = run_id
 
-    logged = client.api("POST", "runs/log-metric", {"run_id": run_id, "key": "canary", "value": 1.0,
-                                                    "timestamp": now, "step": 0})
+    logged = client.api(
+        "POST", "runs/log-metric", {"run_id": run_id, "key": "canary", "value": 1.0, "timestamp": now, "step": 0}
+    )
     step("runs/log-metric", "_status" not in logged, json.dumps(logged))
     fetched = client.api("GET", "runs/get", query={"run_id": run_id})
     metrics = {m["key"]: m["value"] for m in fetched.get("run", {}).get("data", {}).get("metrics", [])}
@@ -107,20 +135,19 @@ def run(args: argparse.Namespace) -> dict:
 
     artifact_uri = info.get("artifact_uri", "")
     if artifact_uri.startswith("mlflow-artifacts:"):
-        payload = f"mlflow-ansible canary {run_id} {now}\n".encode() * 64
         relative = urllib.parse.urlsplit(artifact_uri).path.lstrip("/")
         path = f"/api/2.0/mlflow-artifacts/artifacts/{relative}/canary.txt"
-        status, body = client.request("PUT", path, payload, "application/octet-stream")
-        step("artifact upload", status == 200, f"HTTP {status} {body[:200]!r}")
-        status, body = client.request("GET", path)
-        step("artifact download", status == 200 and body == payload,
-             f"HTTP {status}, {len(body)} bytes, expected {len(payload)}")
-        report["artifact_sha256"] = hashlib.sha256(payload).hexdigest()
+        report["artifact_sha256"] = artifact_round_trip(client, path, f"{run_id} {now}")
+    elif artifact_uri.startswith(("http://", "https://")):  # an artifacts-only server, same credentials
+        remote = Client(artifact_uri, args.timeout, client.headers)
+        report["artifact_sha256"] = artifact_round_trip(remote, "/canary.txt", f"{run_id} {now}")
+        report["artifact_server"] = urllib.parse.urlsplit(artifact_uri).netloc
     else:
-        report["artifact"] = f"skipped: artifacts are not proxied ({artifact_uri})"
+        report["artifact"] = f"skipped: clients reach the store directly ({artifact_uri.split('://')[0]}://)"
 
-    ended = client.api("POST", "runs/update", {"run_id": run_id, "status": "FINISHED",
-                                               "end_time": int(time.time() * 1000)})
+    ended = client.api(
+        "POST", "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)}
+    )
     step("runs/update", "_status" not in ended, json.dumps(ended))
     return report
 
@@ -131,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="mlflow-ansible-canary")
     parser.add_argument("--run-name", default="canary")
     parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--credentials-stdin", action="store_true",
-                        help='read {"username": ..., "password": ...} for basic auth from standard input')
+    parser.add_argument("--artifacts-only", action="store_true", help="the server runs with --artifacts-only")
+    parser.add_argument(
+        "--credentials-stdin",
+        action="store_true",
+        help='read {"username": ..., "password": ...} for basic auth from standard input',
+    )
     args = parser.parse_args(argv)
     try:
         report = run(args)

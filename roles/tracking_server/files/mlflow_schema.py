@@ -14,19 +14,24 @@ import MLflow; it reports "behind" whenever the database's revision is not the h
 
 Prints one JSON object: the revision before and after, the head revision of the
 installed MLflow, and the action taken (none, initialized, upgraded).
-On PostgreSQL the migration holds an advisory lock, so two hosts or two
-controllers never migrate at the same time.
+On PostgreSQL the migration holds an advisory lock (on MySQL a named lock,
+GET_LOCK), so two hosts or two controllers never migrate at the same time;
+SQLite serves a single host.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 
 # pg_advisory_lock key: any fixed 64-bit number, shared by every mlflow-ansible host.
 ADVISORY_LOCK_KEY = 0x6D6C666C6F77  # "mlflow"
+# MySQL GET_LOCK name, and how long a second migrator waits for the first (seconds).
+MYSQL_LOCK_NAME = "mlflow-ansible-migration"
+MYSQL_LOCK_TIMEOUT = 3600
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -82,28 +87,131 @@ def migrate(engine) -> str:
 
 
 def ensure_database(engine, name: str) -> dict:
-    """Create database ``name`` on the backend's PostgreSQL server when it is missing."""
+    """Create database ``name`` on the backend's server (PostgreSQL or MySQL) when it is missing."""
     import sqlalchemy
 
-    if engine.dialect.name != "postgresql":
-        return {"database": name, "created": False, "skipped": f"not PostgreSQL ({engine.dialect.name})"}
+    dialect = engine.dialect.name
+    if dialect not in ("postgresql", "mysql"):
+        return {"database": name, "created": False, "skipped": f"no database server ({dialect})"}
+    query = {
+        "postgresql": "SELECT 1 FROM pg_database WHERE datname = :n",
+        "mysql": "SELECT 1 FROM information_schema.schemata WHERE schema_name = :n",
+    }[dialect]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        query = sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n")
-        exists = connection.execute(query, {"n": name}).first()
+        exists = connection.execute(sqlalchemy.text(query), {"n": name}).first()
         if not exists:
             quoted = engine.dialect.identifier_preparer.quote(name)
-            connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}"))
+            suffix = " CHARACTER SET utf8mb4" if dialect == "mysql" else ""
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}{suffix}"))
     return {"database": name, "created": not exists}
+
+
+@contextlib.contextmanager
+def migration_lock(engine):
+    """Hold a server-wide lock while migrating, so only one host or controller migrates."""
+    import sqlalchemy
+
+    dialect = engine.dialect.name
+    if dialect not in ("postgresql", "mysql"):
+        yield
+        return
+    with engine.connect() as lock:
+        if dialect == "postgresql":
+            lock.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        else:
+            got = lock.execute(
+                sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": MYSQL_LOCK_NAME, "t": MYSQL_LOCK_TIMEOUT}
+            ).scalar()
+            if got != 1:
+                raise RuntimeError(f"could not take the MySQL lock {MYSQL_LOCK_NAME} in {MYSQL_LOCK_TIMEOUT} s")
+        try:
+            yield
+        finally:
+            if dialect == "postgresql":
+                lock.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            else:
+                lock.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": MYSQL_LOCK_NAME})
+
+
+def auth_revision(engine):
+    import sqlalchemy
+
+    with engine.connect() as connection:
+        if not sqlalchemy.inspect(connection).has_table("alembic_version_auth"):
+            return None
+        return connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version_auth")).scalar()
+
+
+def unique_mysql_foreign_keys() -> None:
+    """Give MySQL unique foreign-key names in the auth app's first migration.
+
+    Its tables experiment_permissions and registered_model_permissions both name
+    their foreign key fk_user_id; MySQL and MariaDB require names unique per
+    database, so the migration fails there (mlflow/mlflow#9642, open). No later
+    migration refers to the name, so the second table's key is renamed on the fly.
+    """
+    import sqlalchemy
+    from sqlalchemy import event
+
+    @event.listens_for(sqlalchemy.Table, "before_create")
+    def _rename(table, connection, **_):
+        if connection.dialect.name != "mysql" or table.name != "registered_model_permissions":
+            return
+        for constraint in table.constraints:
+            if isinstance(constraint, sqlalchemy.ForeignKeyConstraint) and constraint.name == "fk_user_id":
+                constraint.name = "fk_registered_model_permissions_user_id"
+
+
+def upgrade_auth(auth_config: str, head_file: str | None) -> dict:
+    """Bring the basic-auth app's database to MLflow's head before the server starts.
+
+    Every uvicorn worker otherwise migrates it at startup, and on MySQL concurrent
+    workers collide ("Can't create table ... Duplicate key"). Runs under the same
+    server-wide lock as the tracking migration.
+    """
+    import configparser
+
+    import sqlalchemy
+
+    parser = configparser.ConfigParser()
+    parser.read(auth_config)
+    engine = sqlalchemy.create_engine(parser["mlflow"]["database_uri"], poolclass=sqlalchemy.pool.NullPool)
+    head = None
+    if head_file and os.path.exists(head_file):
+        with open(head_file, encoding="utf-8") as handle:
+            head = handle.read().strip() or None
+    try:
+        before = auth_revision(engine)
+        if head is not None and before == head:  # current: no need to import MLflow
+            return {"before": before, "after": before, "head": head, "action": "none"}
+        from mlflow.server.auth.db import utils
+
+        unique_mysql_foreign_keys()
+        with migration_lock(engine):
+            utils.migrate_if_needed(engine, "head")
+        after = auth_revision(engine)
+    finally:
+        engine.dispose()
+    return {"before": before, "after": after, "head": head, "action": "none" if before == after else "upgraded"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variable", default="MLFLOW_BACKEND_STORE_URI")
     parser.add_argument("--env-file", required=True)
-    parser.add_argument("--head-file", help="file holding the head revision (status only)")
+    parser.add_argument("--head-file", help="file holding the head revision (status, upgrade-auth)")
     parser.add_argument("--database", help="database name (ensure-database)")
-    parser.add_argument("action", choices=["status", "upgrade", "ensure-database"])
+    parser.add_argument("--auth-config", help="basic_auth.ini of the auth app (upgrade-auth)")
+    parser.add_argument("action", choices=["status", "upgrade", "ensure-database", "upgrade-auth"])
     args = parser.parse_args(argv)
+
+    if args.action == "upgrade-auth":
+        try:
+            print(json.dumps(upgrade_auth(args.auth_config, args.head_file)))
+            return 0
+        except Exception as exc:  # report any database error as JSON for the play
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:2000]}))
+            return 1
 
     uri = read_env_file(args.env_file).get(args.variable)
     if not uri:
@@ -132,14 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         behind = before["empty"] or not before["complete"] or before["current"] != before["head"]
         result["behind"] = behind
         if args.action == "upgrade" and behind:
-            if engine.dialect.name == "postgresql":
-                with engine.connect() as lock:
-                    lock.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-                    try:
-                        result["action"] = migrate(engine)
-                    finally:
-                        lock.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
-            else:
+            with migration_lock(engine):  # migrate() re-reads the state: another host may have migrated meanwhile
                 result["action"] = migrate(engine)
         result["after"] = (quick_state(engine, head) if head else schema_state(engine))["current"]
     except Exception as exc:  # report any database error as JSON for the play
