@@ -50,6 +50,12 @@ ACTIONS: dict[str, Action] = {
         Action("deploy", "deploy or re-converge the MLflow tracking server", requires_inputs=True),
         Action("verify", "run the canary (a run, a metric, an artifact round trip) against each server", False),
         Action("status", "show the service state, health and MLflow version on each host", False),
+        Action(
+            "uninstall",
+            "stop and remove the server, its venvs and configuration; the database and the bucket stay "
+            "(-e mlflow_ansible_purge=true also removes the local data)",
+            False,
+        ),
     )
 }
 

@@ -119,6 +119,13 @@ def deploy_schema(role_specs: Mapping[str, Mapping[str, VariableSpec]], actions:
                 default="mlflow_servers",
                 description="Host pattern of the plays (default: the mlflow_servers group).",
             ),
+            VariableSpec(
+                "mlflow_ansible_purge",
+                role="site",
+                type="bool",
+                default=False,
+                description="uninstall only: also remove the local data (data directory, service account).",
+            ),
         ]
     )
 

@@ -11,7 +11,9 @@ from mlflow_ansible.runner import _Interrupt
 
 
 def test_first_ctrl_c_forwards_sigint_then_escalates():
-    child = subprocess.Popen(["sleep", "30"])
+    # A shell without job control starts background jobs with SIGINT ignored, and children inherit
+    # that (CI launched with `&`): give the stand-in for ansible-playbook the default disposition.
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         interrupt = _Interrupt(grace=60)
         interrupt.seen({"event": "verbose"})
