@@ -1,0 +1,935 @@
+"""Benchmarks of the deployed tracking server against the plain (blog) recipe, side by side.
+
+    bench/run [--quick] [--only FIGURES] [--keep] [--json PATH]
+
+bench/run calls scripts/setup, then this file with the project's .venv. One Docker testbed
+(roles/testbed, testbed_name "bench") with two VMs of the same image: ``ours`` gets site.yml,
+``plain`` gets the blog recipe (bench/plain_recipe.sh). PostgreSQL and the GCS stand-in are shared;
+each server has its own database and bucket prefix. Figures:
+
+  deploy     cold deploy, fresh VM to a healthy server (ours: site.yml with its canary; plain: /health 200)
+  rerun      no-op re-run of site.yml (seconds, changed count), with Ansible settings tried
+  load       requests/s and p50/p99 of log-metric, log-batch (100 metrics), create-run, search-runs
+  artifacts  a large artifact up and down through each server vs direct to the GCS stand-in; memory growth
+  ui         bytes of the UI's first load (index.html + the JS/CSS it references, gzip accepted)
+  levers     role variables that could help (tracking_server_workers), measured with the load
+
+``deploy`` always runs (every other figure needs both servers). The testbed is removed at the end,
+on failure too, unless --keep. Prints a markdown table; writes JSON (bench/results/<date>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from load import Client, Target, download, run_load, upload
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+VENV_BIN = Path(sys.executable).parent
+IMAGE = "mlflow-ansible/debian:12"
+BUCKET = "mlflow-artifacts"  # the testbed role's default bucket
+CA_MOUNT = "/usr/local/share/testbed-ca.crt"  # the testbed role's default mount point
+FIGURES = ["deploy", "rerun", "load", "artifacts", "ui", "levers"]
+MIB = 1 << 20
+
+SIZES = {
+    # runs seeded for search-runs, artifact bytes, seconds of load per operation (after warmup)
+    "full": {"search_runs": 5000, "artifact_bytes": 1024 * MIB, "duration": 15.0, "warmup": 2.0},
+    "quick": {"search_runs": 200, "artifact_bytes": 20 * MIB, "duration": 3.0, "warmup": 1.0},
+}
+MULTIPART_THRESHOLD = 5 * MIB  # lowered MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE (client and server)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, text=True, capture_output=True, check=False, **kwargs)
+
+
+class BenchError(Exception):
+    pass
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.name = args.name
+        self.sizes = SIZES["quick" if args.quick else "full"]
+        self.tmp = Path(tempfile.mkdtemp(prefix="mlflow-bench-"))
+        os.chmod(self.tmp, 0o700)
+        self.db_password = secrets.token_urlsafe(18)
+        self.results: dict[str, Any] = {}
+        self.ours_vm = f"{self.name}-ours"
+        self.plain_vm = f"{self.name}-plain"
+        self.ips: dict[str, str] = {}
+        self.ours: Target | None = None
+        self.plain: Target | None = None
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("ANSIBLE_", "MLFLOW_ANSIBLE_VAR", "MLFLOW_TRACKING"))
+        }
+        env.update(
+            {
+                "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+                "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+                # ansible.cfg turns pipelining on for SSH ([ssh_connection]), which the docker connection
+                # plugin of the testbed does not read: the same setting for it, as molecule does.
+                "ANSIBLE_PIPELINING": "true",
+                "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+            }
+        )
+        env.update(extra or {})
+        return env
+
+    def write_private(self, name: str, data: Any) -> Path:
+        path = self.tmp / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(data) if name.endswith(".json") else yaml.safe_dump(data))
+        return path
+
+    def ansible(
+        self,
+        playbook: str,
+        extra_vars: dict[str, Any] | None = None,
+        inventory: Path | None = None,
+        limit: str | None = None,
+        env: dict[str, str] | None = None,
+        tag: str = "run",
+    ) -> dict[str, Any]:
+        argv = [str(VENV_BIN / "ansible-playbook"), playbook]
+        if inventory:
+            argv += ["-i", str(inventory)]
+        if limit:
+            argv += ["--limit", limit]
+        if extra_vars:
+            argv += ["-e", f"@{self.write_private(f'vars-{tag}.json', extra_vars)}"]
+        begin = time.monotonic()
+        proc = run(argv, cwd=REPO, env=self.env(env))
+        seconds = time.monotonic() - begin
+        (self.tmp / f"ansible-{tag}.log").write_text(proc.stdout + proc.stderr)
+        recap = {}
+        match = re.search(r"^\S+\s+:\s+(ok=.*)$", proc.stdout, re.M)
+        if match:
+            recap = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+        return {"rc": proc.returncode, "seconds": round(seconds, 1), "recap": recap, "stdout": proc.stdout}
+
+    def docker_exec(self, container: str, argv: list[str], stdin: str | None = None, env: dict[str, str] | None = None):
+        cmd = ["docker", "exec", "-i"]
+        for key, value in (env or {}).items():
+            cmd += ["-e", f"{key}={value}"]
+        return run(cmd + [container] + argv, input=stdin)
+
+    def psql(self, database: str, sql: str) -> str:
+        proc = self.docker_exec(
+            f"{self.name}-postgres",
+            ["su", "postgres", "-c", f"psql -q -X -v ON_ERROR_STOP=1 -d {database} -At"],
+            stdin=sql,
+        )
+        if proc.returncode:
+            raise BenchError(f"psql {database}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    # -- testbed ------------------------------------------------------------------------------------------
+
+    def testbed(self, state: str) -> dict[str, Any]:
+        extra = {
+            "testbed_state": state,
+            "testbed_name": self.name,
+            "testbed_vms": [{"name": "ours", "image": IMAGE}, {"name": "plain", "image": IMAGE}],
+            "testbed_db_password": self.db_password,
+            "testbed_ca_bundle": self.args.ca_bundle or "",
+            "ansible_python_interpreter": sys.executable,
+        }
+        return self.ansible("playbooks/testbed.yml", extra, tag=f"testbed-{state}")
+
+    def up(self) -> None:
+        log(f"creating the testbed {self.name} (VMs ours and plain, {IMAGE})")
+        self.testbed("absent")
+        result = self.testbed("present")
+        if result["rc"]:
+            raise BenchError(f"testbed failed, see {self.tmp}/ansible-testbed-present.log\n{result['stdout'][-3000:]}")
+        for vm in ("ours", "plain"):
+            proc = run(
+                [
+                    "docker",
+                    "inspect",
+                    "-f",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                    f"{self.name}-{vm}",
+                ]
+            )
+            self.ips[vm] = proc.stdout.strip()
+        self.psql("postgres", "CREATE DATABASE mlflow_plain OWNER mlflow;")
+        log(f"testbed up: ours {self.ips['ours']}, plain {self.ips['plain']}")
+
+    def down(self) -> None:
+        log(f"removing the testbed {self.name}")
+        result = self.testbed("absent")
+        if result["rc"]:
+            log(f"teardown failed: {result['stdout'][-1500:]}")
+
+    # -- ours -----------------------------------------------------------------------------------------------
+
+    def inventory(self, group_vars: dict[str, Any] | None = None) -> Path:
+        variables = {
+            "cloudsql_client_host": "postgres",
+            "cloudsql_client_password": self.db_password,
+            "tracking_server_artifacts_destination": f"gs://{BUCKET}/ours",
+            "tracking_server_extra_env": {
+                "STORAGE_EMULATOR_HOST": "http://gcs:9023",
+                "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(MULTIPART_THRESHOLD),
+            },
+            "tracking_server_public_url": f"https://{self.ips['ours']}",
+            "tracking_server_controller_secrets_dir": str(self.tmp / "secrets"),
+        }
+        if self.args.ca_bundle:
+            variables["mlflow_ca_bundle"] = CA_MOUNT
+        variables.update(group_vars or {})
+        host = {
+            "ansible_host": self.ours_vm,
+            "ansible_connection": "community.docker.docker",
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
+        data = {"all": {"children": {"mlflow_servers": {"hosts": {"ours": host}, "vars": variables}}}}
+        return self.write_private("inventory.yml", data)
+
+    def deploy_ours(self, tag: str, group_vars: dict[str, Any] | None = None, env: dict[str, str] | None = None):
+        result = self.ansible("site.yml", inventory=self.inventory(group_vars), limit="ours", env=env, tag=tag)
+        if result["rc"]:
+            raise BenchError(f"site.yml ({tag}) failed rc={result['rc']}:\n{result['stdout'][-4000:]}")
+        return result
+
+    def admin_password(self) -> str:
+        files = sorted((self.tmp / "secrets").glob("*/admin-password"))
+        if not files:
+            raise BenchError("no generated admin password under the secrets dir")
+        return files[0].read_text().strip()
+
+    # -- plain ------------------------------------------------------------------------------------------
+
+    def plain_recipe(self, *args: str, env: dict[str, str] | None = None):
+        script = (BENCH / "plain_recipe.sh").read_text()
+        return self.docker_exec(self.plain_vm, ["bash", "-s", "--", *args], stdin=script, env=env)
+
+    def plain_start(self, uri: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Start the recipe's server and wait for /health 200 from the host (or the unit failing)."""
+        env = {
+            "STORAGE_EMULATOR_HOST": "http://gcs:9023",
+            "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(MULTIPART_THRESHOLD),
+        }
+        self.plain_recipe("stop")
+        begin = time.monotonic()
+        proc = self.plain_recipe("start", uri, f"gs://{BUCKET}/plain", env=env)
+        if proc.returncode:
+            raise BenchError(f"plain start: {proc.stderr}")
+        target = Target("plain", f"http://{self.ips['plain']}:5000")
+        last_unit_check = 0.0
+        while time.monotonic() - begin < timeout:
+            with contextlib.suppress(OSError, Exception):
+                client = Client(target, timeout=2)
+                status, _, _ = client.request("GET", "/health")
+                client.close()
+                if status == 200:
+                    return {"ok": True, "seconds": round(time.monotonic() - begin, 1)}
+            if time.monotonic() - last_unit_check > 2:
+                last_unit_check = time.monotonic()
+                state = self.docker_exec(self.plain_vm, ["systemctl", "is-active", "mlflow-plain"]).stdout.strip()
+                if state in ("failed", "inactive"):
+                    journal = self.docker_exec(
+                        self.plain_vm, ["journalctl", "-u", "mlflow-plain", "--no-pager", "-o", "cat", "-n", "40"]
+                    ).stdout
+                    errors = [line for line in journal.splitlines() if "Error" in line or "No module" in line]
+                    return {
+                        "ok": False,
+                        "seconds": round(time.monotonic() - begin, 1),
+                        "error": errors[-1] if errors else journal[-500:],
+                    }
+            time.sleep(0.25)
+        return {"ok": False, "seconds": timeout, "error": "no /health 200 before the timeout"}
+
+    def need_servers(self) -> None:
+        if self.ours is None or self.plain is None:
+            raise BenchError("the servers are not deployed")
+
+    # -- figure 1 ---------------------------------------------------------------------------------------
+
+    def figure_deploy(self) -> None:
+        log("figure 1: cold deploy of ours (site.yml --limit ours)")
+        ours = self.deploy_ours("cold")
+        log(f"  ours: {ours['seconds']} s, recap {ours['recap']}")
+        self.ours = Target("ours", f"https://{self.ips['ours']}", "admin", self.admin_password())
+
+        log("figure 1: plain recipe (apt python3-pip python3-venv, pip install mlflow ..., mlflow server)")
+        begin = time.monotonic()
+        env = {"PIP_CERT": CA_MOUNT} if self.args.ca_bundle else {}
+        install = self.plain_recipe("install", env=env)
+        install_s = time.monotonic() - begin
+        if install.returncode:
+            raise BenchError(f"plain recipe install failed: {install.stderr[-2000:]}")
+        version = install.stdout.strip().splitlines()[-1] if install.stdout.strip() else "?"
+        log(f"  plain install: {install_s:.1f} s ({version})")
+        bare = f"postgresql://mlflow:{self.db_password}@postgres:5432/mlflow_plain"
+        first = self.plain_start(bare, timeout=90)
+        log(f"  plain with postgresql://: {first}")
+        fixed = self.plain_start(bare.replace("postgresql://", "postgresql+psycopg2://", 1))
+        if not fixed["ok"]:
+            raise BenchError(f"plain recipe with postgresql+psycopg2:// did not come up: {fixed}")
+        plain_s = install_s + fixed["seconds"]
+        log(f"  plain: {plain_s:.1f} s to /health 200 (install {install_s:.1f} + start {fixed['seconds']})")
+        self.plain = Target("plain", f"http://{self.ips['plain']}:5000")
+        self.results["deploy"] = {
+            "ours_seconds": ours["seconds"],
+            "ours_recap": ours["recap"],
+            "plain_seconds": round(plain_s, 1),
+            "plain_install_seconds": round(install_s, 1),
+            "plain_start_seconds": fixed["seconds"],
+            "plain_mlflow_version": version,
+            "plain_bare_postgresql_uri": first,
+            "plain_fix": "postgresql+psycopg2:// instead of postgresql:// "
+            "(SQLAlchemy 2.1 maps the bare scheme to psycopg 3)",
+            "ratio": round(ours["seconds"] / plain_s, 2),
+        }
+
+    # -- figure 2 ---------------------------------------------------------------------------------------
+
+    def figure_rerun(self) -> None:
+        variants: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+            ("default (pipelining on, gathering explicit)", {}, {}),
+            ("default, again", {}, {}),
+            ("ANSIBLE_PIPELINING=false", {"ANSIBLE_PIPELINING": "false"}, {}),
+            ("ANSIBLE_GATHERING=smart + jsonfile fact cache", self.fact_cache_env(), {}),
+            ("tracking_server_canary=false", {}, {"tracking_server_canary": False}),
+        ]
+        if self.args.quick:
+            variants = variants[:1] + variants[2:3]
+        rows = []
+        for index, (label, env, group_vars) in enumerate(variants):
+            profile = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"} if index == 0 else {}
+            result = self.deploy_ours(f"rerun-{index}", group_vars, {**env, **profile})
+            row = {"variant": label, "seconds": result["seconds"], "changed": result["recap"].get("changed")}
+            if profile:
+                row["slowest_tasks"] = slowest_tasks(result["stdout"])
+            log(f"figure 2: {label}: {result['seconds']} s, changed={row['changed']}")
+            rows.append(row)
+        default = [row for row in rows if row["variant"].startswith("default")]
+        self.results["rerun"] = {
+            "variants": rows,
+            "seconds": min(row["seconds"] for row in default),
+            "changed": max(row["changed"] or 0 for row in default),
+        }
+
+    def fact_cache_env(self) -> dict[str, str]:
+        return {
+            "ANSIBLE_GATHERING": "smart",
+            "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
+            "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(self.tmp / "facts"),
+        }
+
+    # -- figure 3 ---------------------------------------------------------------------------------------
+
+    def seed_search(self, target: Target, database: str, experiment_id: str, count: int) -> None:
+        client = Client(target)
+        location = client.json("GET", f"/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}")["experiment"][
+            "artifact_location"
+        ]
+        client.close()
+        # The same rows in both databases, straight into the tables (runs, tags, params, metrics).
+        self.psql(
+            database,
+            f"""
+            BEGIN;
+            CREATE TEMP TABLE seed AS
+              SELECT i, md5('{target.name}-' || i) AS id FROM generate_series(1, {count}) AS i;
+            INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status,
+                              start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id)
+              SELECT id, 'seed-' || i, 'LOCAL', '', '', 'bench', 'FINISHED', 1760000000000 + i * 1000,
+                     1760000000000 + i * 1000 + 500, '', 'active',
+                     '{location}/' || id || '/artifacts', {int(experiment_id)} FROM seed;
+            INSERT INTO tags (key, value, run_uuid) SELECT 'mlflow.runName', 'seed-' || i, id FROM seed;
+            INSERT INTO tags (key, value, run_uuid) SELECT 'mlflow.user', 'bench', id FROM seed;
+            INSERT INTO params (key, value, run_uuid) SELECT 'lr', (i % 10)::text, id FROM seed;
+            INSERT INTO params (key, value, run_uuid) SELECT 'model', 'm' || (i % 7), id FROM seed;
+            INSERT INTO metrics (key, value, timestamp, step, is_nan, run_uuid)
+              SELECT 'loss', (i % 1000) / 1000.0, 1760000000000 + i * 1000, 0, false, id FROM seed;
+            INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)
+              SELECT 'loss', (i % 1000) / 1000.0, 1760000000000 + i * 1000, 0, false, id FROM seed;
+            COMMIT;
+            ANALYZE;
+            """,  # noqa: S608 - the values are the benchmark's own (a name, ints, the server's location)
+        )
+
+    def load_figures(self, targets: list[Target], operations: list[str], tag: str) -> list[dict[str, Any]]:
+        threads = self.args.threads
+        duration, warmup = self.sizes["duration"], self.sizes["warmup"]
+        experiments = {}
+        for target in targets:
+            client = Client(target)
+            experiments[target.name] = client.json(
+                "POST", "/api/2.0/mlflow/experiments/create", {"name": f"bench-{tag}-{time.time_ns()}"}
+            )["experiment_id"]
+            client.close()
+
+        def now_ms() -> int:
+            return int(time.time() * 1000)
+
+        def new_run(client: Client, experiment_id: str) -> str:
+            body = {"experiment_id": experiment_id, "start_time": now_ms()}
+            return client.json("POST", "/api/2.0/mlflow/runs/create", body)["run"]["info"]["run_id"]
+
+        def factories(target: Target) -> dict[str, Any]:
+            experiment_id = experiments[target.name]
+
+            def log_metric(client: Client, index: int):
+                run_id = new_run(client, experiment_id)
+
+                def op(c: Client, i: int) -> int:
+                    body = {"run_id": run_id, "key": "loss", "value": 1.0 / (i + 1), "timestamp": now_ms(), "step": i}
+                    return c.request("POST", "/api/2.0/mlflow/runs/log-metric", body)[0]
+
+                return op
+
+            def log_batch(client: Client, index: int):
+                run_id = new_run(client, experiment_id)
+
+                def op(c: Client, i: int) -> int:
+                    ts = now_ms()
+                    metrics = [{"key": f"m{k}", "value": k * 0.5 + i, "timestamp": ts, "step": i} for k in range(100)]
+                    return c.request("POST", "/api/2.0/mlflow/runs/log-batch", {"run_id": run_id, "metrics": metrics})[
+                        0
+                    ]
+
+                return op
+
+            def create_run(client: Client, index: int):
+                def op(c: Client, i: int) -> int:
+                    body = {"experiment_id": experiment_id, "start_time": now_ms(), "run_name": f"t{index}-{i}"}
+                    return c.request("POST", "/api/2.0/mlflow/runs/create", body)[0]
+
+                return op
+
+            def search_runs(client: Client, index: int):
+                body = {
+                    "experiment_ids": [self.search_experiments[target.name]],
+                    "filter": "metrics.loss < 0.5",
+                    "max_results": 100,
+                    "order_by": ["attributes.start_time DESC"],
+                }
+
+                def op(c: Client, i: int) -> int:
+                    return c.request("POST", "/api/2.0/mlflow/runs/search", body)[0]
+
+                return op
+
+            return {
+                "log-metric": log_metric,
+                "log-batch": log_batch,
+                "create-run": create_run,
+                "search-runs": search_runs,
+            }
+
+        rows = []
+        for operation in operations:
+            for target in targets:
+                result = run_load(target, operation, factories(target)[operation], threads, duration, warmup)
+                summary = result.summary()
+                log(
+                    f"  {tag} {operation} {target.name}: {summary['rps']} req/s, p50 {summary['p50_ms']} ms, "
+                    f"p99 {summary['p99_ms']} ms, errors {summary['errors']}"
+                )
+                rows.append(summary)
+        return rows
+
+    def figure_load(self) -> None:
+        self.need_servers()
+        count = self.sizes["search_runs"]
+        log(f"figure 3: seeding {count} runs per server for search-runs")
+        self.search_experiments = {}
+        for target, database in ((self.ours, "mlflow"), (self.plain, "mlflow_plain")):
+            client = Client(target)
+            experiment_id = client.json(
+                "POST", "/api/2.0/mlflow/experiments/create", {"name": f"bench-search-{time.time_ns()}"}
+            )["experiment_id"]
+            client.close()
+            self.seed_search(target, database, experiment_id, count)
+            self.search_experiments[target.name] = experiment_id
+        log(f"figure 3: load, {self.args.threads} threads, {self.sizes['duration']} s per operation and server")
+        rows = self.load_figures(
+            [self.ours, self.plain], ["log-metric", "log-batch", "create-run", "search-runs"], "load"
+        )
+        self.results["load"] = {
+            "threads": self.args.threads,
+            "seconds_per_operation": self.sizes["duration"],
+            "warmup_seconds": self.sizes["warmup"],
+            "search_runs_seeded": count,
+            "ours_path": "HTTPS through nginx (tls_proxy on, the default) with basic auth (admin)",
+            "plain_path": "HTTP to mlflow on port 5000, no auth",
+            "ours_workers": self.worker_count(),
+            "plain_workers": 4,
+            "rows": rows,
+        }
+
+    def worker_count(self) -> int | None:
+        proc = self.docker_exec(self.ours_vm, ["systemctl", "cat", "mlflow"])
+        match = re.search(r"--workers (\d+)", proc.stdout)
+        return int(match.group(1)) if match else None
+
+    # -- figure 4 ---------------------------------------------------------------------------------------
+
+    def figure_artifacts(self) -> None:
+        self.need_servers()
+        size = self.sizes["artifact_bytes"]
+        local = self.tmp / "artifact.bin"
+        log(f"figure 4: writing a {size // MIB} MiB file")
+        block = os.urandom(MIB)
+        with open(local, "wb") as handle:
+            for index in range(size // MIB):
+                handle.write(index.to_bytes(8, "big") + block[8:])
+        rows: dict[str, Any] = {"bytes": size}
+        for target, vm, unit in ((self.ours, self.ours_vm, "mlflow"), (self.plain, self.plain_vm, "mlflow-plain")):
+            path = f"/api/2.0/mlflow-artifacts/artifacts/bench/{target.name}-{time.time_ns()}.bin"
+            with MemorySampler(vm, unit) as memory:
+                up_s, up_status, up_body = upload(target, path, str(local), size)
+                down_s, down_status, down_bytes = download(target, path)
+            row = {
+                "upload_seconds": round(up_s, 2),
+                "upload_status": up_status,
+                "upload_mib_s": round(size / MIB / up_s, 1),
+                "download_seconds": round(down_s, 2),
+                "download_status": down_status,
+                "download_bytes": down_bytes,
+                "download_mib_s": round(size / MIB / down_s, 1),
+                **memory.summary(),
+            }
+            if up_status != 200:
+                row["upload_error"] = up_body
+            log(f"  {target.name}: {row}")
+            rows[target.name] = row
+        local.unlink()
+        rows["direct"] = self.direct_gcs(size)
+        log(f"  direct (google-cloud-storage in the ours VM): {rows['direct']}")
+        rows["multipart"] = {t.name: self.multipart(t) for t in (self.ours, self.plain)}
+        log(f"  multipart: {rows['multipart']}")
+        direct = rows["direct"]
+        rows["upload_ratio"] = round(direct["upload_seconds"] / rows["ours"]["upload_seconds"], 2)
+        rows["download_ratio"] = round(direct["download_seconds"] / rows["ours"]["download_seconds"], 2)
+        self.results["artifacts"] = rows
+
+    def direct_gcs(self, size: int) -> dict[str, Any]:
+        script = f"""
+import json, os, subprocess, time
+from google.cloud import storage
+path = "/var/tmp/bench-direct.bin"
+subprocess.run(["head", "-c", "{size}", "/dev/urandom"], stdout=open(path, "wb"), check=True)
+blob = storage.Client(project="bench").bucket("{BUCKET}").blob("direct/bench-%d.bin" % time.time_ns())
+t = time.monotonic(); blob.upload_from_filename(path); up = time.monotonic() - t
+os.unlink(path)
+t = time.monotonic()
+with open("/dev/null", "wb") as sink:
+    blob.download_to_file(sink)
+down = time.monotonic() - t
+mib = {size} / 1048576
+print(json.dumps({{"upload_seconds": round(up, 2), "download_seconds": round(down, 2),
+                  "upload_mib_s": round(mib / up, 1), "download_mib_s": round(mib / down, 1)}}))
+"""
+        proc = self.docker_exec(
+            self.ours_vm,
+            ["/opt/mlflow/current/bin/python", "-"],
+            stdin=script,
+            env={"STORAGE_EMULATOR_HOST": "http://gcs:9023"},
+        )
+        if proc.returncode:
+            raise BenchError(f"direct upload failed: {proc.stderr[-2000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def multipart(self, target: Target) -> dict[str, Any]:
+        """Log a file above a lowered multipart threshold with the MLflow client (proxy multipart enabled)."""
+        script = """
+import json, logging, os, sys, mlflow
+from mlflow import MlflowClient
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+path = sys.argv[1]
+with open(path, "wb") as f:
+    f.write(os.urandom(12 * 1048576))
+client = MlflowClient()
+exp = client.create_experiment("bench-multipart-%d" % os.getpid())
+run = client.create_run(exp)
+out = {"run_id": run.info.run_id}
+try:
+    client.log_artifact(run.info.run_id, path)
+    out["log_artifact"] = "ok"
+except Exception as e:
+    out["log_artifact"] = "%s: %s" % (type(e).__name__, str(e)[:400])
+out["listed"] = [(f.path, f.file_size) for f in client.list_artifacts(run.info.run_id)]
+print(json.dumps(out))
+"""
+        env = self.env(
+            {
+                "MLFLOW_TRACKING_URI": target.url,
+                "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
+                "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(MULTIPART_THRESHOLD),
+                "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(MULTIPART_THRESHOLD),
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            }
+        )
+        if target.username:
+            env.update(
+                {
+                    "MLFLOW_TRACKING_USERNAME": target.username,
+                    "MLFLOW_TRACKING_PASSWORD": target.password,
+                    "MLFLOW_TRACKING_INSECURE_TLS": "true",
+                }
+            )
+        proc = run([sys.executable, "-c", script, str(self.tmp / "multipart.bin")], env=env, timeout=300)
+        warnings = [line for line in proc.stderr.splitlines() if "multipart" in line.lower() or "Error" in line]
+        try:
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            out = {"error": proc.stderr[-800:]}
+        out["client_warnings"] = [w[:400] for w in warnings[:4]]
+        return out
+
+    # -- figure 5 ---------------------------------------------------------------------------------------
+
+    def figure_ui(self) -> None:
+        self.need_servers()
+        rows = {}
+        for target in (self.ours, self.plain):
+            rows[target.name] = ui_bytes(target)
+            log(f"figure 5: {target.name}: {rows[target.name]['total_bytes']} bytes in {rows[target.name]['files']}")
+        rows["ratio"] = round(rows["ours"]["total_bytes"] / rows["plain"]["total_bytes"], 3)
+        self.results["ui"] = rows
+
+    # -- levers ---------------------------------------------------------------------------------------
+
+    def figure_levers(self) -> None:
+        self.need_servers()
+        rows = []
+        for label, group_vars in (
+            ("tracking_server_workers: 4", {"tracking_server_workers": 4}),
+            (
+                "tracking_server_workers: 4, tracking_server_db_pool_size: 10",
+                {"tracking_server_workers": 4, "tracking_server_db_pool_size": 10},
+            ),
+        ):
+            deploy = self.deploy_ours(f"lever-{len(rows)}", group_vars)
+            log(f"lever {label}: deploy {deploy['seconds']} s changed={deploy['recap'].get('changed')}")
+            load = self.load_figures([self.ours, self.plain], ["log-metric", "log-batch"], f"lever{len(rows)}")
+            rows.append({"lever": label, "workers": self.worker_count(), "rows": load})
+            if self.args.quick:
+                break
+        self.results["levers"] = rows
+        # Back to the defaults so a --keep'd testbed is what site.yml makes.
+        self.deploy_ours("lever-restore")
+
+
+class MemorySampler:
+    """Samples a unit's cgroup (memory.current, anon from memory.stat) inside a VM every 0.2 s."""
+
+    def __init__(self, vm: str, unit: str) -> None:
+        self.vm, self.unit = vm, unit
+        self.samples: list[tuple[int, int]] = []
+        self.peak_before = self.peak_after = 0
+
+    def _cgroup(self) -> str:
+        group = run(["docker", "exec", self.vm, "systemctl", "show", "-p", "ControlGroup", "--value", self.unit])
+        return f"/sys/fs/cgroup{group.stdout.strip()}"
+
+    def _peak(self) -> int:
+        proc = run(["docker", "exec", self.vm, "cat", f"{self.cgroup}/memory.peak"])
+        return int(proc.stdout.strip() or 0) if proc.returncode == 0 else 0
+
+    def __enter__(self) -> MemorySampler:
+        self.cgroup = self._cgroup()
+        self.peak_before = self._peak()
+        # The loop runs while its marker file exists: removing the file stops it (docker exec does not).
+        self.marker = f"/run/bench-sampler-{os.getpid()}-{time.time_ns()}"
+        loop = (
+            f"touch {self.marker}; cd {self.cgroup} && while [ -e {self.marker} ]; do echo $(cat memory.current) "
+            "$(awk '$1==\"anon\"{print $2}' memory.stat); sleep 0.2; done"
+        )
+        self.proc = subprocess.Popen(
+            ["docker", "exec", self.vm, "sh", "-c", loop], stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        time.sleep(0.5)
+        return self
+
+    def _read(self) -> None:
+        for line in self.proc.stdout or ():
+            parts = line.split()
+            if len(parts) == 2:
+                self.samples.append((int(parts[0]), int(parts[1])))
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)
+        run(["docker", "exec", self.vm, "rm", "-f", self.marker])
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+        self.peak_after = self._peak()
+
+    def summary(self) -> dict[str, Any]:
+        if not self.samples:
+            return {"memory": "no samples"}
+        base_current, base_anon = self.samples[0]
+        return {
+            "memory_before_mib": round(base_current / MIB, 1),
+            "memory_growth_mib": round((max(s[0] for s in self.samples) - base_current) / MIB, 1),
+            "anon_growth_mib": round((max(s[1] for s in self.samples) - base_anon) / MIB, 1),
+            "memory_peak_growth_mib": round(max(0, self.peak_after - base_current) / MIB, 1)
+            if self.peak_after > self.peak_before
+            else None,
+        }
+
+
+def ui_bytes(target: Target) -> dict[str, Any]:
+    """Bytes on the wire (bodies as sent, gzip accepted) of index.html and the JS/CSS it references."""
+    client = Client(target)
+    headers = {"Accept-Encoding": "gzip"}
+    status, body, response = client.request("GET", "/", headers=headers)
+    if status != 200:
+        raise BenchError(f"{target.name}: GET / -> {status}")
+    html = body
+    if response.getheader("Content-Encoding") == "gzip":
+        import gzip
+
+        html = gzip.decompress(body)
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html.decode(errors="replace"))
+    files = [{"path": "/", "bytes": len(body), "encoding": response.getheader("Content-Encoding") or "identity"}]
+    for asset in assets:
+        path = asset if asset.startswith("/") else "/" + asset.removeprefix("./")
+        status, data, response = client.request("GET", path, headers=headers)
+        files.append(
+            {
+                "path": path,
+                "status": status,
+                "bytes": len(data),
+                "encoding": response.getheader("Content-Encoding") or "identity",
+            }
+        )
+    client.close()
+    return {"total_bytes": sum(f["bytes"] for f in files), "files": len(files), "detail": files}
+
+
+def slowest_tasks(stdout: str, count: int = 8) -> list[str]:
+    lines = re.findall(r"^(.+?) -+ (\d+\.\d+)s$", stdout, re.M)
+    ranked = sorted(lines, key=lambda item: float(item[1]), reverse=True)
+    return [f"{float(seconds):.2f}s {name.strip()}" for name, seconds in ranked[:count]]
+
+
+# -- the report -------------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "short")
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("Figure", "Ours", "Plain recipe", "Goal", "Result")]
+    deploy = results.get("deploy")
+    if deploy:
+        rows.append(
+            (
+                "1. Cold deploy, fresh VM to healthy (s)",
+                f"{deploy['ours_seconds']}",
+                f"{deploy['plain_seconds']}",
+                "≤ 30 s and ≤ 0.5× plain",
+                f"{verdict(deploy['ours_seconds'] <= 30 and deploy['ratio'] <= 0.5)} ({deploy['ratio']}×)",
+            )
+        )
+    rerun = results.get("rerun")
+    if rerun:
+        rows.append(
+            (
+                "2. No-op re-run of site.yml (s, changed)",
+                f"{rerun['seconds']}, changed={rerun['changed']}",
+                "-",
+                "≤ 8 s, changed=0",
+                verdict(rerun["seconds"] <= 8 and rerun["changed"] == 0),
+            )
+        )
+    load = results.get("load")
+    if load:
+        by = {(r["operation"], r["target"]): r for r in load["rows"]}
+        for operation in ("log-metric", "log-batch", "create-run", "search-runs"):
+            ours, plain = by.get((operation, "ours")), by.get((operation, "plain"))
+            if not ours or not plain:
+                continue
+            ratio = ours["rps"] / plain["rps"] if plain["rps"] else 0
+            write = operation != "search-runs"
+            ok = ratio >= 1.3 and ours["p99_ms"] < plain["p99_ms"] if write else None
+            rows.append(
+                (
+                    f"3. {operation} (req/s, p50/p99 ms)",
+                    f"{ours['rps']}, {ours['p50_ms']}/{ours['p99_ms']}",
+                    f"{plain['rps']}, {plain['p50_ms']}/{plain['p99_ms']}",
+                    "≥ 1.3× req/s, lower p99" if write else "(reported)",
+                    f"{verdict(ok)} ({ratio:.2f}×)",
+                )
+            )
+    art = results.get("artifacts")
+    if art:
+        size = f"{art['bytes'] // MIB} MiB"
+        ours, plain, direct = art["ours"], art["plain"], art["direct"]
+        rows.append(
+            (
+                f"4. Artifact upload {size} (MiB/s)",
+                f"{ours['upload_mib_s']}",
+                f"{plain['upload_mib_s']} (direct {direct['upload_mib_s']})",
+                "≥ 0.7× direct",
+                f"{verdict(art['upload_ratio'] >= 0.7)} ({art['upload_ratio']}×)",
+            )
+        )
+        rows.append(
+            (
+                f"4. Artifact download {size} (MiB/s)",
+                f"{ours['download_mib_s']}",
+                f"{plain['download_mib_s']} (direct {direct['download_mib_s']})",
+                "≥ 0.7× direct",
+                f"{verdict(art['download_ratio'] >= 0.7)} ({art['download_ratio']}×)",
+            )
+        )
+        growth = ours.get("memory_peak_growth_mib") or ours.get("memory_growth_mib")
+        rows.append(
+            (
+                "4. Server memory growth (MiB, cgroup; anon)",
+                f"{growth}; anon {ours.get('anon_growth_mib')}",
+                f"{plain.get('memory_peak_growth_mib') or plain.get('memory_growth_mib')}; "
+                f"anon {plain.get('anon_growth_mib')}",
+                "≤ 200 MB",
+                verdict(growth is not None and growth * MIB <= 200e6),
+            )
+        )
+    ui = results.get("ui")
+    if ui:
+        rows.append(
+            (
+                "5. UI first load (bytes)",
+                f"{ui['ours']['total_bytes']:,}",
+                f"{ui['plain']['total_bytes']:,}",
+                "≤ 0.35× plain",
+                f"{verdict(ui['ratio'] <= 0.35)} ({ui['ratio']}×)",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+    docker = run(["docker", "version", "--format", "{{.Server.Version}}"]).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(int(mem) / (1 << 20), 1),
+        "docker": docker,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in line
+            ),
+            platform.machine(),
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (200 runs, 20 MiB artifact, 3 s of load)")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated figures among {','.join(FIGURES)} (deploy always runs)"
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the testbed up at the end")
+    parser.add_argument("--json", help="where to write the results (default bench/results/<date>[-quick].json)")
+    parser.add_argument("--threads", type=int, default=16, help="load generator threads (default 16)")
+    parser.add_argument("--name", default="bench", help="testbed_name (container prefix, network)")
+    default_ca = "/etc/ssl/certs/ca-certificates.crt"
+    parser.add_argument(
+        "--ca-bundle",
+        default=os.environ.get("MLFLOW_ANSIBLE_CA_BUNDLE", default_ca if Path(default_ca).is_file() else ""),
+        help="host CA bundle mounted into the VMs for pip/uv behind a TLS-intercepting proxy ('' for none)",
+    )
+    args = parser.parse_args(argv)
+    selected = [f for f in args.only.split(",") if f] or FIGURES
+    unknown = set(selected) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figures: {', '.join(sorted(unknown))}")
+    if shutil.which("docker") is None:
+        parser.error("docker is not installed (run scripts/setup)")
+
+    bench = Bench(args)
+    started = dt.datetime.now(dt.UTC)
+    out: dict[str, Any] = {
+        "date": started.date().isoformat(),
+        "started": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "sizes": bench.sizes,
+        "machine": machine(),
+        "command": "bench/run " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    failed = None
+    try:
+        bench.up()
+        bench.figure_deploy()
+        for figure in FIGURES[1:]:
+            if figure in selected:
+                getattr(bench, f"figure_{figure}")()
+    except (BenchError, subprocess.SubprocessError, OSError, RuntimeError) as exc:
+        failed = f"{type(exc).__name__}: {exc}"
+        log(f"FAILED: {failed}")
+    except KeyboardInterrupt:
+        failed = "interrupted"
+    finally:
+        if args.keep:
+            log(f"--keep: the testbed {args.name} stays; work files in {bench.tmp}")
+        else:
+            bench.down()
+            shutil.rmtree(bench.tmp, ignore_errors=True)
+    out["results"] = bench.results
+    out["failed"] = failed
+    out["seconds"] = round((dt.datetime.now(dt.UTC) - started).total_seconds())
+    path = Path(args.json) if args.json else BENCH / "results" / f"{out['date']}{'-quick' if args.quick else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(table(bench.results))
+    print(f"\nJSON: {path}" + (f"\nFAILED: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
