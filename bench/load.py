@@ -149,10 +149,14 @@ def run_load(
     """``threads`` threads send requests back to back for warmup + duration seconds; the warmup is not counted."""
     result = LoadResult(operation=name, target=target.name, threads=threads, seconds=duration)
     lock = threading.Lock()
-    start = time.monotonic()
-    measure_from = start + warmup
-    stop_at = measure_from + duration
-    barrier = threading.Barrier(threads)
+    clock = {"measure_from": 0.0, "stop_at": 0.0}
+
+    def start_clock() -> None:
+        # Every thread has finished its setup (its run, its TLS handshake): the clock starts now.
+        clock["measure_from"] = time.monotonic() + warmup
+        clock["stop_at"] = clock["measure_from"] + duration
+
+    barrier = threading.Barrier(threads, action=start_clock)
 
     def worker(index: int) -> None:
         client = Client(target, timeout=60)
@@ -168,6 +172,7 @@ def run_load(
             barrier.wait()
         except threading.BrokenBarrierError:
             return
+        measure_from, stop_at = clock["measure_from"], clock["stop_at"]
         latencies: list[float] = []
         errors: list[str] = []
         count = 0
