@@ -8,6 +8,7 @@ Python API (each returns a :class:`RunResult`; see docs/cli.md for the command l
     result.ok, result.hosts["vm1"].changed, result.tracking_urls, result.failure, result.elapsed
     mlflow_ansible.verify("inventory/hosts.yml").canary     # the canary report of each host
     mlflow_ansible.status("inventory/hosts.yml").status     # service, healthy, version, url per host
+    mlflow_ansible.upgrade("inventory/hosts.yml", to="3.17.2")  # backup, migrate once, roll back on failure
 
 Problems found before anything runs raise a subclass of :class:`MlflowAnsibleError` (ValidationError,
 InventoryError, DockerUnavailableError, SandboxError, RunnerError), each with ``problems`` (one line
@@ -28,7 +29,7 @@ Exit codes of ``python -m mlflow_ansible`` / ``mlflow-ansible`` (Ansible's, wher
 
 from __future__ import annotations
 
-from mlflow_ansible.api import ACTIONS, Action, RunOptions, deploy, run_action, status, verify
+from mlflow_ansible.api import ACTIONS, Action, RunOptions, deploy, run_action, status, upgrade, verify
 from mlflow_ansible.errors import (
     DockerUnavailableError,
     InventoryError,
@@ -57,5 +58,6 @@ __all__ = [
     "deploy",
     "run_action",
     "status",
+    "upgrade",
     "verify",
 ]

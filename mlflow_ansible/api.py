@@ -11,7 +11,9 @@ adds the CLI subcommand) and a playbooks/<action>.yml.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,12 +38,24 @@ DEFAULT_HOSTS = "mlflow_servers"
 
 
 @dataclass(frozen=True)
+class ActionOption:
+    """A subcommand's own flag, passed to the playbook as one site variable (``--to`` -> mlflow_ansible_upgrade_to)."""
+
+    flag: str
+    variable: str
+    metavar: str
+    help: str
+    pattern: str  # the value must match (checked before launch, the error names the flag)
+
+
+@dataclass(frozen=True)
 class Action:
     """A subcommand: playbooks/<name>.yml, imported by playbooks/site.yml."""
 
     name: str
     help: str
     requires_inputs: bool  # the roles' required variables must be set (the action deploys)
+    options: tuple[ActionOption, ...] = ()
 
 
 ACTIONS: dict[str, Action] = {
@@ -55,6 +69,21 @@ ACTIONS: dict[str, Action] = {
             "stop and remove the server, its venvs and configuration; the database and the bucket stay "
             "(-e mlflow_ansible_purge=true also removes the local data)",
             False,
+        ),
+        Action(
+            "upgrade",
+            "upgrade MLflow host by host: new venv, database backup, migration once, health-gated switch; "
+            "rolls back (restoring the backup) on failure",
+            False,
+            options=(
+                ActionOption(
+                    "--to",
+                    "mlflow_ansible_upgrade_to",
+                    "X.Y.Z",
+                    "the MLflow release to upgrade to",
+                    r"^\d+\.\d+\.\d+$",
+                ),
+            ),
         ),
     )
 }
@@ -103,6 +132,19 @@ class _Launcher:
         self.playbook = playbook
         self.label = label
         self.hosts = hosts  # the plays' host pattern (overridable with mlflow_ansible_hosts)
+        self.action_options: tuple[ActionOption, ...] = ()
+
+    def _check_action_options(self, extra: ExtraVars) -> None:
+        """Each of the action's own options is given and well formed, before anything runs."""
+        for option in self.action_options:
+            value = extra.values.get(option.variable, extra.passthrough_values.get(option.variable))
+            if value is None or value == "":
+                raise ValidationError(
+                    f"{self.label} needs {option.flag} {option.metavar} ({option.help}; "
+                    f"-e {option.variable}=... also works)"
+                )
+            if not is_template(value) and not re.match(option.pattern, str(value)):
+                raise ValidationError(f"{option.flag} ({option.variable}): '{value}' is not {option.metavar}")
 
     def _read_inventory(
         self, inventory: Inventory, sources: list[str], loader: Any, extra: ExtraVars, limit: str | None
@@ -140,6 +182,7 @@ class _Launcher:
             extra = parse_extra_vars(options.get("extra_vars"), loader)
         env_values, env_origins = read_env_vars(environ)
         sources = [] if isinstance(inventory, Mapping) else check_sources(_inventory_sources(inventory))
+        self._check_action_options(extra)
         inventory_vars = self._read_inventory(inventory, sources, loader, extra, options.get("limit"))
         validated = Validator(self.schema, reserved).validate(
             extra, env_values, env_origins, inventory_vars, require=require
@@ -208,6 +251,7 @@ def _action_launch(action: str) -> tuple[_Launcher, dict[str, Any]]:
     collection = find_collection()
     schema, _ = _schemas(collection)
     launcher = _Launcher(collection, schema, playbook="site", label=action)
+    launcher.action_options = ACTIONS[action].options
     arguments = {
         "require": ACTIONS[action].requires_inputs,
         "fixed_vars": {ACTION_VAR: action},
@@ -250,3 +294,18 @@ def verify(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
 def status(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
     """Service state, health and version per host; ``result.status`` holds them."""
     return run_action("status", inventory, **options)
+
+
+def upgrade(inventory: Inventory, to: str, **options: Unpack[RunOptions]) -> RunResult:
+    """Upgrade MLflow to ``to`` (X.Y.Z) host by host, with a backup first and a rollback on failure."""
+    given = options.pop("extra_vars", None)
+    if given is None:
+        extra: list[str] = []
+    elif isinstance(given, Mapping):
+        extra = [json.dumps(dict(given))]
+    elif isinstance(given, str):
+        extra = [given]
+    else:
+        extra = list(given)
+    extra.append(json.dumps({"mlflow_ansible_upgrade_to": to}))
+    return run_action("upgrade", inventory, extra_vars=extra, **options)

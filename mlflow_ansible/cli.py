@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TextIO
 
 from rich.console import Console
 
-from mlflow_ansible.api import ACTIONS, run_action
+from mlflow_ansible.api import ACTIONS, Action, run_action
 from mlflow_ansible.errors import MlflowAnsibleError, ValidationError
 from mlflow_ansible.exit_codes import ExitCode
 from mlflow_ansible.progress import ProgressState, ProgressView, load_expected, make_view, save_expected
@@ -51,8 +51,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no live progress")
 
 
-def _add_action_parser(subparsers: Any, name: str, help_text: str) -> None:
+def _add_action_parser(subparsers: Any, action: Action) -> None:
+    name, help_text = action.name, action.help
     parser = subparsers.add_parser(name, help=help_text, description=f"{help_text[0].upper()}{help_text[1:]}.")
+    for option in action.options:
+        parser.add_argument(option.flag, dest=option.variable, required=True, metavar=option.metavar, help=option.help)
     parser.add_argument(
         "-i",
         "--inventory",
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for action in ACTIONS.values():
-        _add_action_parser(subparsers, action.name, action.help)
+        _add_action_parser(subparsers, action)
 
     sandbox = subparsers.add_parser(
         "sandbox",
@@ -168,10 +171,11 @@ def _run_action_command(args: argparse.Namespace) -> int:
     key = _counts_key(args.action, args)
     view, state = output.view(f"{PROG} {args.action}", key)
     with view:
+        options = {option.variable: getattr(args, option.variable) for option in ACTIONS[args.action].options}
         result = run_action(
             args.action,
             args.inventory,
-            extra_vars=args.extra_vars,
+            extra_vars=args.extra_vars + ([json.dumps(options)] if options else []),
             limit=args.limit,
             check=args.check,
             diff=args.diff,

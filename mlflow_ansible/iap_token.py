@@ -50,8 +50,12 @@ def _expiry(token: str) -> float:
 class IapTokenSource:
     """Caches one ID token per audience and refreshes it REFRESH_MARGIN seconds before expiry."""
 
-    def __init__(self, audience: str, fetch: Callable[[str], str] = _fetch_with_google_auth,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        audience: str,
+        fetch: Callable[[str], str] = _fetch_with_google_auth,
+        clock: Callable[[], float] = time.time,
+    ):
         if not audience:
             raise TokenError(f"no IAP audience: set {AUDIENCE_ENV} or pass --audience")
         self.audience, self._fetch, self._clock = audience, fetch, clock

@@ -228,3 +228,34 @@ def test_python_dash_m_runs_the_cli():
     )
     assert proc.returncode == 4
     assert proc.stderr.strip() == "mlflow-ansible: error: inventory /nonexistent.yml: no such file or directory"
+
+
+def test_upgrade_needs_to_and_passes_it_as_the_site_variable(monkeypatch, capsys):
+    assert cli.main(["upgrade", "-i", "h.yml"]) == ExitCode.BAD_OPTIONS  # --to is required
+    assert "--to" in capsys.readouterr().err
+    seen = {}
+
+    def fake_run_action(action, inventory, **options):
+        seen.update(action=action, extra_vars=options["extra_vars"])
+        builder = ResultBuilder(action)
+        builder.handle({"event": "playbook_on_stats", "event_data": {"ok": {"vm": 1}, "processed": {"vm": 1}}})
+        return builder.build(rc=0, elapsed=1.0)
+
+    monkeypatch.setattr(cli, "run_action", fake_run_action)
+    assert cli.main(["upgrade", "-i", "h.yml", "--to", "3.17.2", "-e", "mlflow_ansible_serial=2", "--quiet"]) == 0
+    assert seen["action"] == "upgrade"
+    assert seen["extra_vars"] == ["mlflow_ansible_serial=2", '{"mlflow_ansible_upgrade_to": "3.17.2"}']
+
+
+def test_upgrade_target_is_checked_before_launch(tmp_path, capsys):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    mlflow_servers:\n      hosts:\n        vm1:\n")
+    assert cli.main(["upgrade", "-i", str(inventory), "--to", "latest"]) == 5
+    assert "--to (mlflow_ansible_upgrade_to): 'latest' is not X.Y.Z" in capsys.readouterr().err
+    from mlflow_ansible import api
+
+    with pytest.raises(api.ValidationError, match="upgrade needs --to X.Y.Z"):
+        api.prepare("upgrade", str(inventory))
+    job = api.prepare("upgrade", str(inventory), extra_vars=["mlflow_ansible_upgrade_to=3.17.2"])
+    assert job.extra_vars["mlflow_ansible_upgrade_to"] == "3.17.2"
+    assert job.extra_vars["mlflow_ansible_action"] == "upgrade"

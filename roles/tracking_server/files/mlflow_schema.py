@@ -6,6 +6,12 @@ server's environment file (root-only), so it never appears on a command line.
 
     mlflow_schema.py --env-file /etc/mlflow/mlflow.env status
     mlflow_schema.py --env-file /etc/mlflow/mlflow.env upgrade
+    mlflow_schema.py --head-file H --auth-head-file A --auth-config INI check
+
+`check` is the unit's start guard (ExecStartPre): it reads the URI from its own
+environment (systemd loaded the EnvironmentFile) and exits 1 unless both databases are
+exactly at the installed MLflow's revisions, so the server never migrates or creates a
+schema by itself at startup.
 
 `status` reads the head revision from --head-file when given (written at install
 time), so it needs only SQLAlchemy and runs in a fraction of the time it takes to
@@ -32,6 +38,10 @@ ADVISORY_LOCK_KEY = 0x6D6C666C6F77  # "mlflow"
 # MySQL GET_LOCK name, and how long a second migrator waits for the first (seconds).
 MYSQL_LOCK_NAME = "mlflow-ansible-migration"
 MYSQL_LOCK_TIMEOUT = 3600
+REVISION_QUERIES = {
+    "alembic_version": "SELECT version_num FROM alembic_version",
+    "alembic_version_auth": "SELECT version_num FROM alembic_version_auth",
+}
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -63,12 +73,14 @@ def quick_state(engine, head: str) -> dict:
 
 
 def schema_state(engine) -> dict:
+    import sqlalchemy
     from mlflow.store.db import utils
 
     return {
         "current": utils._get_schema_version(engine),
         "head": utils._get_latest_schema_revision(),
-        "empty": utils._is_empty_database(engine),
+        # As MLflow 3's _is_empty_database (MLflow 2 has none): alembic's own table does not count.
+        "empty": all(t.startswith("alembic_") for t in sqlalchemy.inspect(engine).get_table_names()),
         "complete": utils._all_tables_exist(engine),
     }
 
@@ -133,13 +145,32 @@ def migration_lock(engine):
                 lock.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": MYSQL_LOCK_NAME})
 
 
-def auth_revision(engine):
+# The auth app's revision table: MLflow 3 names it alembic_version_auth; MLflow 2 used
+# alembic_version in the auth database (MLflow 3 moves it over when it migrates).
+AUTH_REVISION_TABLES = ("alembic_version_auth", "alembic_version")
+
+
+def read_revision(connection, tables) -> str | None:
     import sqlalchemy
 
+    inspector = sqlalchemy.inspect(connection)
+    for table in tables:
+        if inspector.has_table(table):
+            return connection.execute(sqlalchemy.text(REVISION_QUERIES[table])).scalar()
+    return None
+
+
+def auth_revision(engine):
     with engine.connect() as connection:
-        if not sqlalchemy.inspect(connection).has_table("alembic_version_auth"):
-            return None
-        return connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version_auth")).scalar()
+        return read_revision(connection, AUTH_REVISION_TABLES)
+
+
+def auth_database_uri(auth_config: str) -> str:
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(auth_config)
+    return parser["mlflow"]["database_uri"]
 
 
 def unique_mysql_foreign_keys() -> None:
@@ -169,13 +200,10 @@ def upgrade_auth(auth_config: str, head_file: str | None) -> dict:
     workers collide ("Can't create table ... Duplicate key"). Runs under the same
     server-wide lock as the tracking migration.
     """
-    import configparser
 
     import sqlalchemy
 
-    parser = configparser.ConfigParser()
-    parser.read(auth_config)
-    engine = sqlalchemy.create_engine(parser["mlflow"]["database_uri"], poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(auth_database_uri(auth_config), poolclass=sqlalchemy.pool.NullPool)
     head = None
     if head_file and os.path.exists(head_file):
         with open(head_file, encoding="utf-8") as handle:
@@ -195,15 +223,81 @@ def upgrade_auth(auth_config: str, head_file: str | None) -> dict:
     return {"before": before, "after": after, "head": head, "action": "none" if before == after else "upgraded"}
 
 
+def read_head(path: str | None) -> str | None:
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    return None
+
+
+def installed_head(table: str) -> str:
+    if table == "alembic_version":
+        from mlflow.store.db.utils import _get_latest_schema_revision
+
+        return _get_latest_schema_revision()
+    from alembic.script import ScriptDirectory
+    from mlflow.server.auth.db.utils import _get_alembic_config
+
+    return ScriptDirectory.from_config(_get_alembic_config("sqlite://")).get_current_head()
+
+
+def check(variable: str, head_file: str, auth_config: str | None, auth_head_file: str | None) -> list[str]:
+    """What stops this MLflow from starting without migrating something itself (empty: nothing)."""
+    import sqlalchemy
+
+    problems = []
+    targets = []
+    uri = os.environ.get(variable)
+    if uri:
+        targets.append(("backend store", uri, "alembic_version", read_head(head_file)))
+    if auth_config:
+        targets.append(
+            ("auth database", auth_database_uri(auth_config), "alembic_version_auth", read_head(auth_head_file))
+        )
+    for label, target_uri, table, head in targets:
+        if head is None:  # a venv from before head files were recorded: ask MLflow (slower)
+            head = installed_head(table)
+        engine = sqlalchemy.create_engine(target_uri, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                current = read_revision(
+                    connection, AUTH_REVISION_TABLES if table == "alembic_version_auth" else (table,)
+                )
+        finally:
+            engine.dispose()
+        if current != head:
+            problems.append(
+                f"{label} is at revision {current or '(none: no schema)'} but this MLflow expects {head}; "
+                "refusing to start, as mlflow server would migrate it without a backup. "
+                "Run the deploy (new database) or the upgrade playbook."
+            )
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variable", default="MLFLOW_BACKEND_STORE_URI")
-    parser.add_argument("--env-file", required=True)
-    parser.add_argument("--head-file", help="file holding the head revision (status, upgrade-auth)")
+    parser.add_argument("--env-file", help="the server's environment file (every action but check)")
+    parser.add_argument("--head-file", help="file holding the head revision (status, upgrade-auth, check)")
+    parser.add_argument("--auth-head-file", help="file holding the auth database's head revision (check)")
     parser.add_argument("--database", help="database name (ensure-database)")
     parser.add_argument("--auth-config", help="basic_auth.ini of the auth app (upgrade-auth)")
-    parser.add_argument("action", choices=["status", "upgrade", "ensure-database", "upgrade-auth"])
+    parser.add_argument("action", choices=["status", "upgrade", "ensure-database", "upgrade-auth", "check"])
     args = parser.parse_args(argv)
+
+    if args.action == "check":
+        try:
+            problems = check(args.variable, args.head_file, args.auth_config, args.auth_head_file)
+        except Exception as exc:  # the database is unreachable: systemd retries the start
+            message = f"{type(exc).__name__}: {exc}"
+            if os.environ.get(args.variable):
+                message = message.replace(os.environ[args.variable], "<backend store URI>")
+            problems = [f"cannot read the schema revision: {message}"[:2000]]
+        for problem in problems:
+            print(f"mlflow-ansible schema guard: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    if not args.env_file:
+        parser.error(f"--env-file is required for {args.action}")
 
     if args.action == "upgrade-auth":
         try:
@@ -239,6 +333,15 @@ def main(argv: list[str] | None = None) -> int:
         result = {"before": before["current"], "head": before["head"], "action": "none"}
         behind = before["empty"] or not before["complete"] or before["current"] != before["head"]
         result["behind"] = behind
+        if args.action == "status" and args.auth_config:
+            auth_uri = auth_database_uri(args.auth_config)
+            auth_engine = sqlalchemy.create_engine(auth_uri, poolclass=sqlalchemy.pool.NullPool)
+            try:
+                result["auth_before"] = auth_revision(auth_engine)
+            finally:
+                auth_engine.dispose()
+            result["auth_head"] = read_head(args.auth_head_file)
+            result["auth_behind"] = result["auth_before"] != result["auth_head"]
         if args.action == "upgrade" and behind:
             with migration_lock(engine):  # migrate() re-reads the state: another host may have migrated meanwhile
                 result["action"] = migrate(engine)

@@ -1,0 +1,155 @@
+"""The upgrade's helpers on real SQLite databases: backup, restore, prune, and the unit's start guard.
+
+PostgreSQL (pg_dump/pg_restore) and MariaDB are exercised by the molecule `upgrade` scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FILES = Path(__file__).resolve().parents[2] / "roles" / "tracking_server" / "files"
+
+
+def helper(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(FILES / name), *args], capture_output=True, text=True, check=False, env=env
+    )
+
+
+def make_db(path: Path, table: str, revision: str, rows: int) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE {table} (version_num VARCHAR(32) NOT NULL)")
+        db.execute(f"INSERT INTO {table} VALUES (?)", (revision,))  # noqa: S608 - the test names the table
+        db.execute("CREATE TABLE runs (run_uuid TEXT PRIMARY KEY, name TEXT)")
+        db.executemany("INSERT INTO runs VALUES (?, ?)", [(f"r{i}", f"run {i}") for i in range(rows)])
+
+
+def rows(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT * FROM runs ORDER BY run_uuid").fetchall()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A tracking and an auth SQLite database, with the env file and basic_auth.ini that name them."""
+    tracking, auth = tmp_path / "mlflow.db", tmp_path / "auth.db"
+    make_db(tracking, "alembic_version", "rev_old", 5)
+    make_db(auth, "alembic_version_auth", "auth_old", 2)
+    env_file = tmp_path / "mlflow.env"
+    env_file.write_text(f'MLFLOW_BACKEND_STORE_URI="sqlite:///{tracking}"\n')
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(f"[mlflow]\ndatabase_uri = sqlite:///{auth}\n")
+    return {"tracking": tracking, "auth": auth, "env": str(env_file), "ini": str(ini), "dest": tmp_path / "backups"}
+
+
+def test_backup_then_restore_undoes_a_migration(server):
+    result = helper(
+        "mlflow_backup.py",
+        "--env-file",
+        server["env"],
+        "--auth-config",
+        server["ini"],
+        "backup",
+        "--dest",
+        str(server["dest"]),
+        "--label",
+        "20261122T000000Z-a-to-b",
+    )
+    assert result.returncode == 0, result.stdout
+    manifest = json.loads(result.stdout)
+    assert [(d["database"], d["revision"]) for d in manifest["databases"]] == [
+        ("tracking", "rev_old"),
+        ("auth", "auth_old"),
+    ]
+    assert oct(Path(manifest["manifest"]).stat().st_mode & 0o777) == "0o600"
+    assert oct(server["dest"].stat().st_mode & 0o777) == "0o700"
+    before = rows(server["tracking"])
+
+    # What a migration does: new revision, a new table, changed rows.
+    with sqlite3.connect(server["tracking"]) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'rev_new'")
+        db.execute("CREATE TABLE logged_models (id TEXT)")
+        db.execute("DELETE FROM runs WHERE run_uuid = 'r1'")
+
+    restored = helper(
+        "mlflow_backup.py",
+        "--env-file",
+        server["env"],
+        "--auth-config",
+        server["ini"],
+        "restore",
+        "--manifest",
+        manifest["manifest"],
+    )
+    assert restored.returncode == 0, restored.stdout
+    assert json.loads(restored.stdout)["restored"] == [
+        {"database": "tracking", "revision": "rev_old"},
+        {"database": "auth", "revision": "auth_old"},
+    ]
+    assert rows(server["tracking"]) == before
+
+
+def test_restore_refuses_a_backup_that_changed(server):
+    result = helper(
+        "mlflow_backup.py", "--env-file", server["env"], "backup", "--dest", str(server["dest"]), "--label", "one"
+    )
+    manifest = json.loads(result.stdout)
+    dump = server["dest"] / "one" / manifest["databases"][0]["file"]
+    dump.write_bytes(dump.read_bytes() + b"x")
+    restored = helper("mlflow_backup.py", "--env-file", server["env"], "restore", "--manifest", manifest["manifest"])
+    assert restored.returncode == 1
+    assert "does not match the sha256" in json.loads(restored.stdout)["error"]
+
+
+def test_prune_keeps_the_newest_complete_backups(server):
+    for label in ("20260101", "20260201", "20260301"):
+        assert (
+            helper(
+                "mlflow_backup.py",
+                "--env-file",
+                server["env"],
+                "backup",
+                "--dest",
+                str(server["dest"]),
+                "--label",
+                label,
+            ).returncode
+            == 0
+        )
+    (server["dest"] / "20260401").mkdir()  # incomplete: no manifest, never counted
+    pruned = json.loads(helper("mlflow_backup.py", "prune", "--dest", str(server["dest"]), "--keep", "2").stdout)
+    assert pruned == {"removed": ["20260101"], "kept": ["20260301", "20260201"]}
+
+
+def test_start_guard_refuses_a_schema_that_is_not_the_installed_one(server, tmp_path):
+    heads = {name: tmp_path / name for name in ("head", "auth-head")}
+    heads["head"].write_text("rev_old\n")
+    heads["auth-head"].write_text("auth_old\n")
+    env = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{server['tracking']}", "PATH": "/usr/bin:/bin"}
+    args = [
+        "--head-file",
+        str(heads["head"]),
+        "--auth-head-file",
+        str(heads["auth-head"]),
+        "--auth-config",
+        server["ini"],
+        "check",
+    ]
+    assert helper("mlflow_schema.py", *args, env=env).returncode == 0
+
+    heads["head"].write_text("rev_new\n")  # a newer MLflow on the old database
+    refused = helper("mlflow_schema.py", *args, env=env)
+    assert refused.returncode == 1
+    assert "backend store is at revision rev_old but this MLflow expects rev_new" in refused.stderr
+
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    env["MLFLOW_BACKEND_STORE_URI"] = f"sqlite:///{empty}"
+    heads["head"].write_text("rev_old\n")
+    assert "(none: no schema)" in helper("mlflow_schema.py", *args, env=env).stderr
