@@ -93,6 +93,8 @@ CASES = [
      r"tls_proxy_protocols may list TLSv1.2 and TLSv1.3 only"),
     ("user-short-password", {"tracking_server_auth_users": [{"name": "bob", "password": "short"}]},
      r"tracking_server_auth_users entry 'bob' is not valid"),
+    ("negative-cache-ttl", {"tracking_server_auth_cache_ttl": -5},
+     r"tracking_server_auth_cache_ttl must be 0 or more, not -5"),
 ]
 
 

@@ -33,7 +33,8 @@ def test_deploy_schema_is_every_role_but_the_testbed(role_specs, schema, bed_sch
     site = {"mlflow_ansible_action", "mlflow_ansible_hosts", "mlflow_ansible_purge", "mlflow_ansible_upgrade_to",
             "mlflow_ansible_serial"}
     assert {name for name in schema.names if schema[name].role == "site"} == site
-    assert sum(len(options) for role, options in role_specs.items() if role != "testbed") + len(site) == len(schema.names)
+    role_variables = sum(len(options) for role, options in role_specs.items() if role != "testbed")
+    assert role_variables + len(site) == len(schema.names)
 
 
 def test_specs_carry_type_default_choices_required_and_no_log(schema):
