@@ -56,6 +56,12 @@ ACTIONS: dict[str, Action] = {
             "(-e mlflow_ansible_purge=true also removes the local data)",
             False,
         ),
+        Action(
+            "restart",
+            "rolling restart behind the load balancer, mlflow_ansible_serial hosts at a time: drain, restart, "
+            "health gate (/health and the canary), undrain; stops at the first failing host",
+            False,
+        ),
     )
 }
 

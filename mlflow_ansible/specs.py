@@ -126,6 +126,13 @@ def deploy_schema(role_specs: Mapping[str, Mapping[str, VariableSpec]], actions:
                 default=False,
                 description="uninstall only: also remove the local data (data directory, service account).",
             ),
+            VariableSpec(
+                "mlflow_ansible_serial",
+                role="site",
+                type="int",
+                default=1,
+                description="upgrade and restart: how many hosts change at a time (the others keep serving).",
+            ),
         ]
     )
 

@@ -28,9 +28,9 @@ def test_deploy_schema_is_every_role_but_the_testbed(role_specs, schema, bed_sch
     assert deploy_roles == {"python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_client",
                             "gcs_credentials", "iap", "tracking_server", "tls_proxy", "firewall", "site"}
     assert "testbed_name" not in schema and "testbed_name" in bed_schema
-    assert schema["mlflow_ansible_action"].choices == ("deploy", "verify", "status", "uninstall")
+    assert schema["mlflow_ansible_action"].choices == ("deploy", "verify", "status", "uninstall", "restart")
     assert "mlflow_ansible_hosts" in schema
-    assert sum(len(options) for role, options in role_specs.items() if role != "testbed") + 3 == len(schema.names)
+    assert sum(len(options) for role, options in role_specs.items() if role != "testbed") + 4 == len(schema.names)
 
 
 def test_specs_carry_type_default_choices_required_and_no_log(schema):

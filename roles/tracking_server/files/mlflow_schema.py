@@ -102,7 +102,13 @@ def ensure_database(engine, name: str) -> dict:
         if not exists:
             quoted = engine.dialect.identifier_preparer.quote(name)
             suffix = " CHARACTER SET utf8mb4" if dialect == "mysql" else ""
-            connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}{suffix}"))
+            try:
+                connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}{suffix}"))
+            except sqlalchemy.exc.DBAPIError:
+                # Replicas converge in parallel: another host may have created it since the check.
+                if not connection.execute(sqlalchemy.text(query), {"n": name}).first():
+                    raise
+                return {"database": name, "created": False}
     return {"database": name, "created": not exists}
 
 
