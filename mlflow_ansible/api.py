@@ -71,6 +71,12 @@ ACTIONS: dict[str, Action] = {
             False,
         ),
         Action(
+            "restart",
+            "rolling restart behind the load balancer, mlflow_ansible_serial hosts at a time: drain, restart, "
+            "health gate (/health and the canary), undrain; stops at the first failing host",
+            False,
+        ),
+        Action(
             "upgrade",
             "upgrade MLflow host by host: new venv, database backup, migration once, health-gated switch; "
             "rolls back (restoring the backup) on failure",

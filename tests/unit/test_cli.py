@@ -70,7 +70,7 @@ def test_deploy_takes_ansible_playbooks_flags():
     )
 
 
-@pytest.mark.parametrize("action", ["deploy", "verify", "status"])
+@pytest.mark.parametrize("action", ["deploy", "verify", "status", "uninstall", "restart"])
 def test_every_action_is_a_subcommand_with_defaults(action):
     args = parse(action, "--inventory", "hosts.yml")
     assert args.action == action

@@ -306,6 +306,20 @@ def test_verify_does_not_need_the_deploy_inputs(tmp_path):
     assert job.extra_vars == {"mlflow_ansible_action": "verify"}
 
 
+def test_restart_takes_serial_as_an_int_and_needs_no_deploy_inputs(tmp_path):
+    job = prepare("restart", _inventory(tmp_path), extra_vars=["mlflow_ansible_serial=2"], environ=_env())
+    assert job.extra_vars == {"mlflow_ansible_action": "restart", "mlflow_ansible_serial": 2}
+    with pytest.raises(ValidationError, match="mlflow_ansible_serial"):
+        prepare("restart", _inventory(tmp_path), extra_vars=["mlflow_ansible_serial=two"], environ=_env())
+
+
+def test_every_action_has_its_playbook():
+    playbooks = Path(__file__).resolve().parents[2] / "playbooks"
+    from mlflow_ansible.api import ACTIONS
+
+    assert [name for name in ACTIONS if not (playbooks / f"{name}.yml").is_file()] == []
+
+
 def test_ansible_connection_variables_are_allowed(tmp_path):
     job = prepare("status", _inventory(tmp_path), extra_vars=["ansible_user=deploy"], environ=_env())
     assert job.extra_vars["ansible_user"] == "deploy"
