@@ -30,26 +30,11 @@ import subprocess
 import sys
 import tempfile
 
+# Installed side by side in the same libexec directory (the script's own directory is on sys.path).
+from mlflow_schema import AUTH_REVISION_TABLES, REVISION_QUERIES, auth_database_uri, read_env_file
+
 MANIFEST = "manifest.json"
-REVISION_TABLES = {"tracking": ("alembic_version",), "auth": ("alembic_version_auth", "alembic_version")}
-REVISION_QUERIES = {
-    "alembic_version": "SELECT version_num FROM alembic_version",
-    "alembic_version_auth": "SELECT version_num FROM alembic_version_auth",
-}
-
-
-def read_env_file(path: str) -> dict[str, str]:
-    env: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for raw in handle:
-            line = raw.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, value = line.split("=", 1)
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-            env[key.strip()] = value
-    return env
+REVISION_TABLES = {"tracking": ("alembic_version",), "auth": AUTH_REVISION_TABLES}
 
 
 def database_uris(env_file: str, variable: str, auth_config: str | None) -> dict[str, str]:
@@ -59,11 +44,7 @@ def database_uris(env_file: str, variable: str, auth_config: str | None) -> dict
     if uri:
         uris["tracking"] = uri
     if auth_config:
-        import configparser
-
-        parser = configparser.ConfigParser()
-        parser.read(auth_config)
-        uris["auth"] = parser["mlflow"]["database_uri"]
+        uris["auth"] = auth_database_uri(auth_config)
     return uris
 
 
