@@ -106,6 +106,12 @@ CASES = [
      r"tracking_server_auth_users entry 'bob' is not valid"),
     ("negative-cache-ttl", {"tracking_server_auth_cache_ttl": -5},
      r"tracking_server_auth_cache_ttl must be 0 or more, not -5"),
+    ("cloudsql-backup-instance", {"tracking_server_cloudsql_backup_instance": "my-project/mlflow-db"},
+     r"tracking_server_cloudsql_backup_instance must be the Cloud SQL instance to back up before an upgrade as "
+     r"PROJECT:REGION:INSTANCE, .* not 'my-project/mlflow-db'"),
+    ("cloudsql-backup-sqlite", {"tracking_server_backend": "sqlite",
+                                "tracking_server_cloudsql_backup_instance": "my-project:europe-west1:mlflow-db"},
+     r"tracking_server_cloudsql_backup_instance is set but tracking_server_backend is sqlite"),
 ]
 
 
@@ -160,6 +166,12 @@ def test_missing_key_file(run_site, tmp_path):
 
 def test_world_allowed_when_forced(run_site):
     result = run_site({"firewall_https_cidrs": ["0.0.0.0/0"], "firewall_allow_world": True})
+    assert result.deploy_started, result.output[-3000:]
+
+
+def test_cloudsql_backup_instance_passes_preflight(run_site):
+    """A connection name (domain-scoped project too) passes the format check the cases above fail."""
+    result = run_site({"tracking_server_cloudsql_backup_instance": "example.com:my-project:europe-west1:mlflow-db"})
     assert result.deploy_started, result.output[-3000:]
 
 
