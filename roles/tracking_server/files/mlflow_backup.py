@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 # Installed side by side in the same libexec directory (the script's own directory is on sys.path).
-from mlflow_schema import AUTH_REVISION_TABLES, REVISION_QUERIES, auth_database_uri, read_env_file
+from mlflow_schema import AUTH_REVISION_TABLES, auth_database_uri, read_env_file, read_revision
 
 MANIFEST = "manifest.json"
 REVISION_TABLES = {"tracking": ("alembic_version",), "auth": AUTH_REVISION_TABLES}
@@ -63,11 +63,7 @@ def revision(uri: str, database: str) -> str | None:
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as connection:
-            inspector = sqlalchemy.inspect(connection)
-            for table in REVISION_TABLES[database]:
-                if inspector.has_table(table):
-                    return connection.execute(sqlalchemy.text(REVISION_QUERIES[table])).scalar()
-            return None
+            return read_revision(connection, REVISION_TABLES[database])
     finally:
         engine.dispose()
 
