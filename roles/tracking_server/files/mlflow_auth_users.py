@@ -10,7 +10,10 @@ Reads one JSON object on standard input (so no password reaches a command line):
 
 Creates missing users, changes passwords that no longer authenticate, sets the
 admin flag, grants experiment permissions, and deletes users whose state is
-absent. Prints {"changed": [...]} (never a password); exits 1 on an API error.
+absent. Prints {"changed": [...], "revoked": [...]} (never a password); exits 1
+on an API error. "revoked" names the users whose old credentials or admin flag a
+server worker may still trust from its auth cache (MLflow drops a changed user
+from the cache of the one worker that handled the change, not from the others).
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ def experiment_id(url: str, admin: tuple[str, str], name: str) -> str:
         )
         return created["experiment_id"]
     return expect(status, body, f"get experiment {name}")["experiment"]["experiment_id"]
+
+
+REVOKING = ("deleted ", "password of ", "admin flag of ")
 
 
 def apply_user(url: str, admin: tuple[str, str], user: dict) -> list[str]:
@@ -137,13 +143,17 @@ def main() -> int:
     spec = json.load(sys.stdin)
     admin = (spec["admin"]["username"], spec["admin"]["password"])
     changed: list[str] = []
+    revoked: list[str] = []
     try:
         for user in spec.get("users", []):
-            changed += apply_user(spec["url"], admin, user)
+            changes = apply_user(spec["url"], admin, user)
+            changed += changes
+            if any(change.startswith(REVOKING) for change in changes):
+                revoked.append(user["name"])
     except (ApiError, OSError, KeyError) as exc:
-        print(json.dumps({"changed": changed, "error": str(exc)}))
+        print(json.dumps({"changed": changed, "revoked": revoked, "error": str(exc)}))
         return 1
-    print(json.dumps({"changed": changed}))
+    print(json.dumps({"changed": changed, "revoked": revoked}))
     return 0
 
 
