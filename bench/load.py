@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import math
 import ssl
 import statistics
 import threading
@@ -128,10 +129,11 @@ class LoadResult:
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least pct% of the values at or below it."""
     if not sorted_values:
         return 0.0
-    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
+    rank = math.ceil(pct / 100 * len(sorted_values))
+    return sorted_values[min(len(sorted_values), max(1, rank)) - 1]
 
 
 # An operation: given the thread's client and a per-thread counter, send one request; return its status.
