@@ -3,6 +3,11 @@
 
     verify_roundtrip.py write URL STATE_FILE   log params, a metric history, a 20 MB artifact, a model version
     verify_roundtrip.py check URL STATE_FILE   read all of it back and compare (checksums included)
+    verify_roundtrip.py multipart URL SERVER_URL
+        a 12 MiB artifact with the client's proxied multipart upload on (threshold 5 MiB) through
+        URL (the TLS proxy), read back; and what URL and SERVER_URL (MLflow itself) answer to
+        POST mpu/create: the proxy must refuse it as "not supported" (the client then falls
+        back to one upload) where MLflow itself fails
 
 Runs on the VM with the deployed venv's Python. Prints one JSON object; exits 1 on any mismatch.
 """
@@ -57,8 +62,14 @@ def write(client: MlflowClient) -> dict:
     if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
         client.create_registered_model(model_name)
     version = client.create_model_version(model_name, f"runs:/{run_id}/model", run_id=run_id)
-    return {"experiment_id": experiment_id, "run_id": run_id, "params": params, "sha256": checksum,
-            "model": model_name, "model_version": version.version}
+    return {
+        "experiment_id": experiment_id,
+        "run_id": run_id,
+        "params": params,
+        "sha256": checksum,
+        "model": model_name,
+        "model_version": version.version,
+    }
 
 
 def check(client: MlflowClient, state: dict) -> dict:
@@ -81,15 +92,81 @@ def check(client: MlflowClient, state: dict) -> dict:
     version = client.get_model_version(state["model"], state["model_version"])
     if version.run_id != state["run_id"]:
         problems.append(f"model version points at run {version.run_id}")
-    return {"ok": not problems, "problems": problems, "run_id": state["run_id"],
-            "artifact_bytes": ARTIFACT_BYTES, "metric_points": len(history)}
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "run_id": state["run_id"],
+        "artifact_bytes": ARTIFACT_BYTES,
+        "metric_points": len(history),
+    }
+
+
+MULTIPART_BYTES = 12 * 1024 * 1024
+MULTIPART_THRESHOLD = 5 * 1024 * 1024
+TLS_PROXY_CERT = "/etc/nginx/mlflow/tls.crt"
+
+
+def mpu_create(url: str) -> dict:
+    """POST mpu/create as the client does; the status and MLflow's error message."""
+    import requests
+
+    response = requests.post(
+        f"{url}/api/2.0/mlflow-artifacts/mpu/create/verify/probe.bin",
+        json={"path": "probe.bin", "num_parts": 3},
+        auth=(os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]),
+        # The proxy's certificate (self-signed by tls_proxy, with 127.0.0.1 among its names).
+        verify=TLS_PROXY_CERT if url.startswith("https:") else True,
+        timeout=60,
+    )
+    try:
+        message = response.json().get("message", "")
+    except ValueError:
+        message = response.text[:200]
+    return {"status": response.status_code, "message": message[:300]}
+
+
+def multipart(client: MlflowClient, url: str, server_url: str) -> dict:
+    from mlflow.exceptions import _UnsupportedMultipartUploadException
+
+    os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] = "true"
+    os.environ["MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"] = str(MULTIPART_THRESHOLD)
+    problems = []
+    proxy, server = mpu_create(url), mpu_create(server_url)
+    if proxy["status"] != 501 or not proxy["message"].startswith(_UnsupportedMultipartUploadException.MESSAGE):
+        problems.append(f"the proxy did not refuse mpu/create as unsupported: {proxy}")
+    if server["status"] == 501:
+        problems.append(f"MLflow itself refuses multipart, the proxy's rule is not what is tested: {server}")
+    experiment = f"verify-multipart-{socket.gethostname()}"
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run_id = client.create_run(experiment_id).info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "large.bin")
+        with open(path, "wb") as handle:
+            handle.write(os.urandom(MULTIPART_BYTES))
+        checksum = sha256(path)
+        client.log_artifact(run_id, path)
+        local = client.download_artifacts(run_id, "large.bin", os.path.join(tmp, "back"))
+        if os.path.getsize(local) != MULTIPART_BYTES or sha256(local) != checksum:
+            problems.append(f"artifact differs ({os.path.getsize(local)} bytes)")
+    client.set_terminated(run_id)
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "run_id": run_id,
+        "artifact_bytes": MULTIPART_BYTES,
+        "proxy_mpu_create": proxy,
+        "server_mpu_create": server,
+    }
 
 
 def main() -> int:
     action, url, state_file = sys.argv[1:4]
     mlflow.set_tracking_uri(url)
     client = MlflowClient(url)
-    if action == "write":
+    if action == "multipart":
+        result = multipart(client, url, state_file)
+    elif action == "write":
         state = write(client)
         with open(state_file, "w", encoding="utf-8") as handle:
             json.dump(state, handle)

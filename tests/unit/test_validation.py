@@ -83,6 +83,12 @@ BAD_INPUTS = [
     ),
     ("choices-installer", ["mlflow_installer=conda"], {}, r"mlflow_installer must be one of uv, pip, not 'conda'"),
     (
+        "choices-multipart",
+        ["tls_proxy_multipart_upload=off"],
+        {},
+        r"tls_proxy_multipart_upload must be one of auto, pass, refuse, not 'off'",
+    ),
+    (
         "list-element",
         ['{"mlflow_extra_packages": ["google-auth", {"name": "x"}]}'],
         {},
