@@ -851,17 +851,32 @@ def table(results: dict[str, Any]) -> str:
                 f"{verdict(art['download_ratio'] >= 0.7)} ({art['download_ratio']}×)",
             )
         )
-        growth = ours.get("memory_peak_growth_mib") or ours.get("memory_growth_mib")
+        # The verdict reads anonymous memory: the cgroup's usage also counts the page cache of the
+        # proxy's temporary file (reclaimable, the file's size), shown beside it.
+        anon = ours.get("anon_growth_mib")
         rows.append(
             (
-                "4. Server memory growth (MiB, cgroup; anon)",
-                f"{growth}; anon {ours.get('anon_growth_mib')}",
-                f"{plain.get('memory_peak_growth_mib') or plain.get('memory_growth_mib')}; "
-                f"anon {plain.get('anon_growth_mib')}",
+                "4. Server memory growth (MiB, anon; cgroup)",
+                f"{anon}; cgroup {ours.get('memory_peak_growth_mib') or ours.get('memory_growth_mib')}",
+                f"{plain.get('anon_growth_mib')}; "
+                f"cgroup {plain.get('memory_peak_growth_mib') or plain.get('memory_growth_mib')}",
                 "≤ 200 MB",
-                verdict(growth is not None and growth * MIB <= 200e6),
+                f"{verdict(anon is not None and anon * MIB <= 200e6)}"
+                + (f" ({round(anon * MIB / 1e6)} MB)" if anon is not None else ""),
             )
         )
+        multipart = art.get("multipart") or {}
+        if multipart:
+            outcome = {name: (row.get("log_artifact") == "ok") for name, row in multipart.items()}
+            rows.append(
+                (
+                    f"4. Multipart upload, threshold {MULTIPART_THRESHOLD // MIB} MiB, keyless",
+                    "uploaded" if outcome.get("ours") else "failed",
+                    "uploaded" if outcome.get("plain") else "failed",
+                    "exercised",
+                    "met" if outcome.get("ours") else "short",
+                )
+            )
     ui = results.get("ui")
     if ui:
         rows.append(
