@@ -12,7 +12,7 @@ each server has its own database and bucket prefix. Figures:
   load       requests/s and p50/p99 of log-metric, log-batch (100 metrics), create-run, search-runs
   artifacts  a large artifact up and down through each server vs direct to the GCS stand-in; memory growth
   ui         bytes of the UI's first load (index.html + the JS/CSS it references, gzip accepted)
-  levers     role variables that move the writes (auth cache TTL, workers), measured with the load
+  levers     role variables that move the writes (auth cache TTL, workers, gunicorn), measured with the load
 
 ``deploy`` always runs (every other figure needs both servers). The testbed is removed at the end,
 on failure too, unless --keep. Prints a markdown table; writes JSON (bench/results/<date>.json).
@@ -646,7 +646,11 @@ print(json.dumps(out))
         levers: list[tuple[str, dict[str, Any]]] = [
             ("tracking_server_auth_cache_ttl: 0 (MLflow's default)", {"tracking_server_auth_cache_ttl": 0}),
             ("tracking_server_workers: 4", {"tracking_server_workers": 4}),
-            ("tracking_server_auth_cache_ttl: 300", {"tracking_server_auth_cache_ttl": 300}),
+            ("tracking_server_http_server: gunicorn", {"tracking_server_http_server": "gunicorn"}),
+            (
+                "tracking_server_http_server: gunicorn, tracking_server_workers: 4",
+                {"tracking_server_http_server": "gunicorn", "tracking_server_workers": 4},
+            ),
         ]
         if self.args.quick:
             levers = levers[:1]
