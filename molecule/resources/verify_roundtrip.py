@@ -38,12 +38,23 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def random_file(path: str, size: int) -> str:
+    """Write size random bytes to path; their sha256."""
+    with open(path, "wb") as handle:
+        handle.write(os.urandom(size))
+    return sha256(path)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The experiment called name, created when missing."""
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name)
+
+
 def write(client: MlflowClient) -> dict:
     host = socket.gethostname()
-    experiment = f"verify-{host}"
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=f"roundtrip-{host}")
+    experiment = experiment_id(client, f"verify-{host}")
+    run = client.create_run(experiment, run_name=f"roundtrip-{host}")
     run_id = run.info.run_id
     params = {"learning_rate": "0.01", "layers": "3", "host": host}
     for key, value in params.items():
@@ -53,9 +64,7 @@ def write(client: MlflowClient) -> dict:
     client.set_tag(run_id, "verified-by", "molecule")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "weights.bin")
-        with open(path, "wb") as handle:
-            handle.write(os.urandom(ARTIFACT_BYTES))
-        checksum = sha256(path)
+        checksum = random_file(path, ARTIFACT_BYTES)
         client.log_artifact(run_id, path, artifact_path="model")
     client.set_terminated(run_id)
     model_name = f"verify-model-{host}"
@@ -63,7 +72,7 @@ def write(client: MlflowClient) -> dict:
         client.create_registered_model(model_name)
     version = client.create_model_version(model_name, f"runs:/{run_id}/model", run_id=run_id)
     return {
-        "experiment_id": experiment_id,
+        "experiment_id": experiment,
         "run_id": run_id,
         "params": params,
         "sha256": checksum,
@@ -136,15 +145,10 @@ def multipart(client: MlflowClient, url: str, server_url: str) -> dict:
         problems.append(f"the proxy did not refuse mpu/create as unsupported: {proxy}")
     if server["status"] == 501:
         problems.append(f"MLflow itself refuses multipart, the proxy's rule is not what is tested: {server}")
-    experiment = f"verify-multipart-{socket.gethostname()}"
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run_id = client.create_run(experiment_id).info.run_id
+    run_id = client.create_run(experiment_id(client, f"verify-multipart-{socket.gethostname()}")).info.run_id
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "large.bin")
-        with open(path, "wb") as handle:
-            handle.write(os.urandom(MULTIPART_BYTES))
-        checksum = sha256(path)
+        checksum = random_file(path, MULTIPART_BYTES)
         client.log_artifact(run_id, path)
         local = client.download_artifacts(run_id, "large.bin", os.path.join(tmp, "back"))
         if os.path.getsize(local) != MULTIPART_BYTES or sha256(local) != checksum:
@@ -161,18 +165,19 @@ def multipart(client: MlflowClient, url: str, server_url: str) -> dict:
 
 
 def main() -> int:
-    action, url, state_file = sys.argv[1:4]
+    # The third argument is the state file (write, check) or MLflow's own URL (multipart).
+    action, url, third = sys.argv[1:4]
     mlflow.set_tracking_uri(url)
     client = MlflowClient(url)
     if action == "multipart":
-        result = multipart(client, url, state_file)
+        result = multipart(client, url, server_url=third)
     elif action == "write":
         state = write(client)
-        with open(state_file, "w", encoding="utf-8") as handle:
+        with open(third, "w", encoding="utf-8") as handle:
             json.dump(state, handle)
         result = {"ok": True, **state}
     else:
-        with open(state_file, encoding="utf-8") as handle:
+        with open(third, encoding="utf-8") as handle:
             result = check(client, json.load(handle))
     print(json.dumps(result))
     return 0 if result["ok"] else 1
