@@ -7,8 +7,10 @@ bench/run calls scripts/setup, then this file with the project's .venv. One Dock
 ``plain`` gets the blog recipe (bench/plain_recipe.sh). PostgreSQL and the GCS stand-in are shared;
 each server has its own database and bucket prefix. Figures:
 
-  deploy     cold deploy, fresh VM to a healthy server (ours: site.yml with its canary; plain: /health 200)
-  rerun      no-op re-run of site.yml (seconds, changed count), with Ansible settings tried
+  deploy     cold deploy, fresh VM to a healthy server (ours: site.yml with its canary; plain: /health 200);
+             ours twice, with the accelerator (Mitogen) on its VM and without it on a third VM (``linear``)
+  rerun      no-op re-run of site.yml (seconds, changed count), with Ansible settings tried (the accelerator
+             off among them)
   load       requests/s and p50/p99 of log-metric, log-batch (100 metrics), create-run, search-runs
   artifacts  a large artifact up and down through each server vs direct to the GCS stand-in; memory growth
   ui         bytes of the UI's first load (index.html + the JS/CSS it references, gzip accepted)
@@ -40,6 +42,9 @@ from typing import Any
 import yaml
 from load import Client, Target, download, run_load, upload
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mlflow_ansible.accelerator import detect  # noqa: E402  (the checkout's package, as the wrapper uses it)
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 VENV_BIN = Path(sys.executable).parent
@@ -47,6 +52,8 @@ IMAGE = "mlflow-ansible/debian:12"
 BUCKET = "mlflow-artifacts"  # the testbed role's default bucket
 CA_MOUNT = "/usr/local/share/testbed-ca.crt"  # the testbed role's default mount point
 FIGURES = ["deploy", "rerun", "load", "artifacts", "ui", "levers"]
+# ours (site.yml, accelerated), linear (site.yml with the accelerator off: the cold deploy's second column), plain
+VMS = ["ours", "linear", "plain"]
 MIB = 1 << 20
 
 SIZES = {
@@ -79,6 +86,10 @@ class Bench:
         self.db_password = secrets.token_urlsafe(18)
         self.results: dict[str, Any] = {}
         self.ours_vm = f"{self.name}-ours"
+        # The accelerator as the wrapper would run it; ``accelerate=False`` runs ansible-core's linear strategy.
+        self.accelerator = detect(os.environ)
+        if not self.accelerator.enabled:
+            raise BenchError(f"the accelerator is off here: {self.accelerator.reason}")
         self.plain_vm = f"{self.name}-plain"
         self.ips: dict[str, str] = {}
         self.ours: Target | None = None
@@ -86,7 +97,7 @@ class Bench:
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
-    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def env(self, extra: dict[str, str] | None = None, accelerate: bool = True) -> dict[str, str]:
         env = {
             key: value
             for key, value in os.environ.items()
@@ -104,6 +115,8 @@ class Bench:
                 "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
             }
         )
+        if accelerate:
+            env.update(self.accelerator.env())
         env.update(extra or {})
         return env
 
@@ -122,6 +135,7 @@ class Bench:
         limit: str | None = None,
         env: dict[str, str] | None = None,
         tag: str = "run",
+        accelerate: bool = True,
     ) -> dict[str, Any]:
         argv = [str(VENV_BIN / "ansible-playbook"), playbook]
         if inventory:
@@ -131,7 +145,7 @@ class Bench:
         if extra_vars:
             argv += ["-e", f"@{self.write_private(f'vars-{tag}.json', extra_vars)}"]
         begin = time.monotonic()
-        proc = run(argv, cwd=REPO, env=self.env(env))
+        proc = run(argv, cwd=REPO, env=self.env(env, accelerate))
         seconds = time.monotonic() - begin
         (self.tmp / f"ansible-{tag}.log").write_text(proc.stdout + proc.stderr)
         recap = {}
@@ -162,7 +176,7 @@ class Bench:
         extra = {
             "testbed_state": state,
             "testbed_name": self.name,
-            "testbed_vms": [{"name": "ours", "image": IMAGE}, {"name": "plain", "image": IMAGE}],
+            "testbed_vms": [{"name": vm, "image": IMAGE} for vm in VMS],
             "testbed_db_password": self.db_password,
             "testbed_ca_bundle": self.args.ca_bundle or "",
             "ansible_python_interpreter": sys.executable,
@@ -170,12 +184,12 @@ class Bench:
         return self.ansible("playbooks/testbed.yml", extra, tag=f"testbed-{state}")
 
     def up(self) -> None:
-        log(f"creating the testbed {self.name} (VMs ours and plain, {IMAGE})")
+        log(f"creating the testbed {self.name} (VMs {', '.join(VMS)}, {IMAGE})")
         self.testbed("absent")
         result = self.testbed("present")
         if result["rc"]:
             raise BenchError(f"testbed failed, see {self.tmp}/ansible-testbed-present.log\n{result['stdout'][-3000:]}")
-        for vm in ("ours", "plain"):
+        for vm in VMS:
             proc = run(
                 [
                     "docker",
@@ -187,6 +201,7 @@ class Bench:
             )
             self.ips[vm] = proc.stdout.strip()
         self.psql("postgres", "CREATE DATABASE mlflow_plain OWNER mlflow;")
+        self.psql("postgres", "CREATE DATABASE mlflow_linear OWNER mlflow;")
         log(f"testbed up: ours {self.ips['ours']}, plain {self.ips['plain']}")
 
     def down(self) -> None:
@@ -197,31 +212,43 @@ class Bench:
 
     # -- ours -----------------------------------------------------------------------------------------------
 
-    def inventory(self, group_vars: dict[str, Any] | None = None) -> Path:
+    def inventory(self, group_vars: dict[str, Any] | None = None, vm: str = "ours") -> Path:
         variables = {
             "cloudsql_client_host": "postgres",
             "cloudsql_client_password": self.db_password,
-            "tracking_server_artifacts_destination": f"gs://{BUCKET}/ours",
+            "tracking_server_artifacts_destination": f"gs://{BUCKET}/{vm}",
             "tracking_server_extra_env": {
                 "STORAGE_EMULATOR_HOST": "http://gcs:9023",
                 "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(MULTIPART_THRESHOLD),
             },
-            "tracking_server_public_url": f"https://{self.ips['ours']}",
+            "tracking_server_public_url": f"https://{self.ips[vm]}",
             "tracking_server_controller_secrets_dir": str(self.tmp / "secrets"),
         }
+        if vm != "ours":  # a database of its own, so its deploy is as cold as ours
+            variables["cloudsql_client_database"] = f"mlflow_{vm}"
+            variables["tracking_server_auth_database"] = f"mlflow_{vm}_auth"
         if self.args.ca_bundle:
             variables["mlflow_ca_bundle"] = CA_MOUNT
         variables.update(group_vars or {})
         host = {
-            "ansible_host": self.ours_vm,
-            "ansible_connection": "community.docker.docker",
+            "ansible_host": f"{self.name}-{vm}",
+            # The short name: the accelerator takes over only this spelling of the docker connection.
+            "ansible_connection": "docker",
             "ansible_python_interpreter": "/usr/bin/python3",
         }
-        data = {"all": {"children": {"mlflow_servers": {"hosts": {"ours": host}, "vars": variables}}}}
-        return self.write_private("inventory.yml", data)
+        data = {"all": {"children": {"mlflow_servers": {"hosts": {vm: host}, "vars": variables}}}}
+        return self.write_private(f"inventory-{vm}.yml", data)
 
-    def deploy_ours(self, tag: str, group_vars: dict[str, Any] | None = None, env: dict[str, str] | None = None):
-        result = self.ansible("site.yml", inventory=self.inventory(group_vars), limit="ours", env=env, tag=tag)
+    def deploy_ours(
+        self,
+        tag: str,
+        group_vars: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        accelerate: bool = True,
+        vm: str = "ours",
+    ):
+        inventory = self.inventory(group_vars, vm)
+        result = self.ansible("site.yml", inventory=inventory, limit=vm, env=env, tag=tag, accelerate=accelerate)
         if result["rc"]:
             raise BenchError(f"site.yml ({tag}) failed rc={result['rc']}:\n{result['stdout'][-4000:]}")
         return result
@@ -287,6 +314,12 @@ class Bench:
         log(f"  slowest tasks: {slowest_tasks(ours['stdout'], 5)}")
         self.ours = Target("ours", f"https://{self.ips['ours']}", "admin", self.admin_password())
 
+        log("figure 1: cold deploy of ours without the accelerator (site.yml --limit linear, linear strategy)")
+        profile = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
+        linear = self.deploy_ours("cold-linear", env=profile, accelerate=False, vm="linear")
+        log(f"  ours, accelerator off: {linear['seconds']} s, recap {linear['recap']}")
+        run(["docker", "stop", f"{self.name}-linear"])  # out of the way of the other figures
+
         log("figure 1: plain recipe (apt python3-pip python3-venv, pip install mlflow ..., mlflow server)")
         begin = time.monotonic()
         env = {"PIP_CERT": CA_MOUNT} if self.args.ca_bundle else {}
@@ -309,6 +342,10 @@ class Bench:
             "ours_seconds": ours["seconds"],
             "ours_recap": ours["recap"],
             "ours_slowest_tasks": slowest_tasks(ours["stdout"], 12),
+            "accelerator": self.accelerator.describe(),
+            "ours_linear_seconds": linear["seconds"],
+            "ours_linear_recap": linear["recap"],
+            "ours_linear_slowest_tasks": slowest_tasks(linear["stdout"], 12),
             "plain_seconds": round(plain_s, 1),
             "plain_install_seconds": round(install_s, 1),
             "plain_start_seconds": fixed["seconds"],
@@ -323,8 +360,9 @@ class Bench:
 
     def figure_rerun(self) -> None:
         variants: list[tuple[str, dict[str, str], dict[str, Any]]] = [
-            ("default (pipelining on, gathering explicit)", {}, {}),
+            ("default (accelerator on, gathering explicit)", {}, {}),
             ("default, again", {}, {}),
+            ("accelerator off (linear strategy, pipelining on)", {}, {}),
             ("ANSIBLE_PIPELINING=false", {"ANSIBLE_PIPELINING": "false"}, {}),
             ("ANSIBLE_GATHERING=smart + jsonfile fact cache", self.fact_cache_env(), {}),
             ("tracking_server_canary=false", {}, {"tracking_server_canary": False}),
@@ -333,18 +371,23 @@ class Bench:
             variants = variants[:1] + variants[2:3]
         rows = []
         for index, (label, env, group_vars) in enumerate(variants):
-            profile = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"} if index == 0 else {}
-            result = self.deploy_ours(f"rerun-{index}", group_vars, {**env, **profile})
+            plain_strategy = label.startswith("accelerator off")
+            profile = (
+                {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"} if index == 0 or plain_strategy else {}
+            )
+            result = self.deploy_ours(f"rerun-{index}", group_vars, {**env, **profile}, accelerate=not plain_strategy)
             row = {"variant": label, "seconds": result["seconds"], "changed": result["recap"].get("changed")}
             if profile:
                 row["slowest_tasks"] = slowest_tasks(result["stdout"])
             log(f"figure 2: {label}: {result['seconds']} s, changed={row['changed']}")
             rows.append(row)
         default = [row for row in rows if row["variant"].startswith("default")]
+        linear = [row for row in rows if row["variant"].startswith("accelerator off")]
         self.results["rerun"] = {
             "variants": rows,
             "seconds": min(row["seconds"] for row in default),
             "changed": max(row["changed"] or 0 for row in default),
+            "linear_seconds": linear[0]["seconds"] if linear else None,
         }
 
     def fact_cache_env(self) -> dict[str, str]:
@@ -794,10 +837,11 @@ def table(results: dict[str, Any]) -> str:
     rows = [("Figure", "Ours", "Plain recipe", "Goal", "Result")]
     deploy = results.get("deploy")
     if deploy:
+        linear = deploy.get("ours_linear_seconds")
         rows.append(
             (
                 "1. Cold deploy, fresh VM to healthy (s)",
-                f"{deploy['ours_seconds']}",
+                f"{deploy['ours_seconds']}" + (f" (accelerator off: {linear})" if linear is not None else ""),
                 f"{deploy['plain_seconds']}",
                 "≤ 30 s and ≤ 0.5× plain",
                 f"{verdict(deploy['ours_seconds'] <= 30 and deploy['ratio'] <= 0.5)} ({deploy['ratio']}×)",
@@ -805,10 +849,12 @@ def table(results: dict[str, Any]) -> str:
         )
     rerun = results.get("rerun")
     if rerun:
+        linear = rerun.get("linear_seconds")
         rows.append(
             (
                 "2. No-op re-run of site.yml (s, changed)",
-                f"{rerun['seconds']}, changed={rerun['changed']}",
+                f"{rerun['seconds']}, changed={rerun['changed']}"
+                + (f" (accelerator off: {linear})" if linear is not None else ""),
                 "-",
                 "≤ 8 s, changed=0",
                 verdict(rerun["seconds"] <= 8 and rerun["changed"] == 0),

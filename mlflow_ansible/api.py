@@ -113,6 +113,7 @@ class RunOptions(TypedDict, total=False):
     environ: Mapping[str, str] | None  # default os.environ: the allow-list and MLFLOW_ANSIBLE_VAR_* come from it
     on_event: EventHandler | None  # every ansible-runner event, for progress
     before_cleanup: Callable[[Path], None] | None  # sees the private data directory before it is removed
+    accelerate: bool | None  # False: plain ansible-core (--no-accelerate); None: MLFLOW_ANSIBLE_ACCELERATE decides
 
 
 def _join(value: str | Sequence[str] | None) -> str | None:
@@ -233,7 +234,10 @@ class _Launcher:
                 on_event(event)
 
         runner = PlaybookRunner(
-            self.collection, environ=options.get("environ"), before_cleanup=options.get("before_cleanup")
+            self.collection,
+            environ=options.get("environ"),
+            before_cleanup=options.get("before_cleanup"),
+            accelerate=options.get("accelerate"),
         )
         outcome = runner.run(job, on_event=handle)
         return builder.build(
@@ -243,6 +247,7 @@ class _Launcher:
             check=job.check,
             output=outcome.output,
             command=outcome.command,
+            accelerator=outcome.accelerator,
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TextIO
 
 from rich.console import Console
 
+from mlflow_ansible.accelerator import ENV as ACCELERATE_ENV
 from mlflow_ansible.api import ACTIONS, Action, run_action
 from mlflow_ansible.errors import MlflowAnsibleError, ValidationError
 from mlflow_ansible.exit_codes import ExitCode
@@ -51,6 +52,17 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no live progress")
 
 
+def _add_accelerate_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-accelerate",
+        dest="accelerate",
+        action="store_const",
+        const=False,
+        default=None,
+        help=f"run ansible-core's plain strategy, without Mitogen (or set {ACCELERATE_ENV}=0)",
+    )
+
+
 def _add_action_parser(subparsers: Any, action: Action) -> None:
     name, help_text = action.name, action.help
     parser = subparsers.add_parser(name, help=help_text, description=f"{help_text[0].upper()}{help_text[1:]}.")
@@ -83,6 +95,7 @@ def _add_action_parser(subparsers: Any, action: Action) -> None:
     vault.add_argument("--vault-password-file", "--vault-pass-file", metavar="PATH", help="vault password file")
     vault.add_argument("-J", "--ask-vault-pass", action="store_true", help="ask for the vault password")
     _add_output_options(parser)
+    _add_accelerate_option(parser)
     parser.set_defaults(handler=_run_action_command, action=name)
 
 
@@ -115,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (up, commands.choices["status"], commands.choices["down"]):
         sub.add_argument("--name", default=SANDBOX_NAME, help=f"sandbox name, the containers' prefix ({SANDBOX_NAME})")
         _add_output_options(sub)
+    for sub in (up, commands.choices["down"]):
+        _add_accelerate_option(sub)
     sandbox.set_defaults(handler=_run_sandbox_command)
 
     token = subparsers.add_parser(
@@ -186,6 +201,7 @@ def _run_action_command(args: argparse.Namespace) -> int:
             vault_password_file=args.vault_password_file,
             vault_password=vault_password,
             on_event=view.handle,
+            accelerate=args.accelerate,
         )
     if result.ok and not (args.tags or args.skip_tags or args.limit):
         save_expected(key, state.task_counts())
@@ -292,7 +308,8 @@ _SANDBOX_COMMANDS: dict[str, Callable[[Sandbox, argparse.Namespace, _Output], in
 
 
 def _run_sandbox_command(args: argparse.Namespace) -> int:
-    return _SANDBOX_COMMANDS[args.sandbox_command](Sandbox(args.name), args, _Output(args))
+    sandbox = Sandbox(args.name, accelerate=getattr(args, "accelerate", None))
+    return _SANDBOX_COMMANDS[args.sandbox_command](sandbox, args, _Output(args))
 
 
 def _report(exc: MlflowAnsibleError, as_json: bool) -> None:

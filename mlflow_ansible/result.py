@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlflow_ansible.accelerator import Accelerator, is_strategy_deprecation
 from mlflow_ansible.exit_codes import ExitCode
 
 _ERROR_LINE = re.compile(r"^(ERROR!|\[ERROR\]:)\s*")
@@ -63,6 +64,8 @@ class RunResult:
     error: str = ""  # an error not tied to a task (a playbook syntax error, an inventory without hosts...)
     warnings: list[str] = field(default_factory=list)  # Ansible's [WARNING] lines
     command: list[str] = field(default_factory=list)  # ansible-playbook's argv (paths and flags only)
+    accelerator: str = ""  # "mitogen 0.3.54", or "off (why)"
+    accelerator_notes: list[str] = field(default_factory=list)  # warnings the accelerator itself causes
 
     @property
     def ok(self) -> bool:
@@ -209,6 +212,7 @@ class ResultBuilder:
         check: bool = False,
         output: list[str] | None = None,
         command: list[str] | None = None,
+        accelerator: Accelerator | None = None,
     ) -> RunResult:
         # A failure later rescued (the host's final counters show no failure) did not fail the host.
         failures = [
@@ -226,6 +230,7 @@ class ResultBuilder:
             # ansible-playbook succeeds when no host matches (an inventory plugin that failed to parse, a
             # pattern that matches nothing); a deploy that ran nowhere is not a success.
             error, exit_code = self._no_hosts()
+        warnings, notes = self._split_warnings(accelerator)
         return RunResult(
             action=self.action,
             rc=rc,
@@ -239,9 +244,27 @@ class ResultBuilder:
             check=check,
             interrupted=interrupted,
             error=error,
-            warnings=list(self.warnings),
+            warnings=warnings,
             command=list(command or []),
+            accelerator=accelerator.describe() if accelerator else "",
+            accelerator_notes=notes,
         )
+
+    def _split_warnings(self, accelerator: Accelerator | None) -> tuple[list[str], list[str]]:
+        """The play's warnings, and the ones the accelerator causes (ansible-core's strategy deprecation).
+
+        The "deprecation warnings can be disabled" hint goes with the accelerator's only when no other
+        deprecation warning was printed.
+        """
+        if accelerator is None or not accelerator.enabled:
+            return list(self.warnings), []
+        ours = [line for line in self.warnings if is_strategy_deprecation(line)]
+        rest = [line for line in self.warnings if line not in ours]
+        if any(line.startswith("[DEPRECATION WARNING]") for line in rest):
+            hints = [line for line in ours if not line.startswith("[DEPRECATION WARNING]")]
+            ours = [line for line in ours if line not in hints]
+            rest = [line for line in self.warnings if line not in ours]
+        return rest, [_WARNING_LINE.sub("", line) for line in ours]
 
     def _no_hosts(self) -> tuple[str, int]:
         reasons = [_WARNING_LINE.sub("", warning) for warning in self.warnings]

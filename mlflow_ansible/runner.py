@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from mlflow_ansible.accelerator import Accelerator, detect
 from mlflow_ansible.child_env import restrict, wrapper_settings
 from mlflow_ansible.collection import Collection, find_collection
 from mlflow_ansible.env_vars import child_env
@@ -78,6 +79,7 @@ class RunnerOutcome:
     cwd: str
     elapsed: float
     output: list[str]  # the last lines ansible-playbook printed
+    accelerator: Accelerator | None = None  # what the run used (mlflow_ansible.accelerator)
 
 
 class _CommandCapture:
@@ -188,7 +190,9 @@ class PlaybookRunner:
 
     ``environ`` is the caller's environment (default: os.environ), filtered by the allow-list.
     ``before_cleanup`` is called with the private data directory just before it is removed (tests use
-    it to check that no secret reached the disk).
+    it to check that no secret reached the disk). ``accelerate`` is the --no-accelerate flag (False), or
+    None to follow MLFLOW_ANSIBLE_ACCELERATE in ``environ``; the accelerator runs when Mitogen supports
+    this ansible-core.
     """
 
     def __init__(
@@ -196,10 +200,12 @@ class PlaybookRunner:
         collection: Collection | None = None,
         environ: Mapping[str, str] | None = None,
         before_cleanup: Callable[[Path], None] | None = None,
+        accelerate: bool | None = None,
     ) -> None:
         self.collection = collection or find_collection()
         self.environ = dict(os.environ if environ is None else environ)
         self.before_cleanup = before_cleanup
+        self.accelerator = detect(self.environ, accelerate)
 
     def _cmdline(self, job: PlaybookJob) -> list[str]:
         args: list[str] = []
@@ -248,6 +254,7 @@ class PlaybookRunner:
         config.pexpect_timeout = 0.5  # how often the cancel callback (Ctrl-C) is polled
         env = restrict(config.env, seeded_from=os.environ, caller=self.environ)
         env.update(wrapper_settings(self.environ, self.collection))
+        env.update(self.accelerator.env())
         env.update(child_env(job.secret_vars))
         config.env = env
         config.cwd = os.getcwd()  # relative paths in -e values and ansible.cfg resolve as with ansible-playbook
@@ -304,4 +311,5 @@ class PlaybookRunner:
             cwd=capture.cwd if capture else "",
             elapsed=time.monotonic() - started,
             output=list(output),
+            accelerator=self.accelerator,
         )

@@ -145,11 +145,14 @@ def http_get(url: str, timeout: float = 3.0, auth: tuple[str, str] | None = None
 class Sandbox:
     """The sandbox named ``name`` (the testbed's container prefix, network and label value)."""
 
-    def __init__(self, name: str = SANDBOX_NAME, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str = SANDBOX_NAME, environ: Mapping[str, str] | None = None, accelerate: bool | None = None
+    ) -> None:
         if not name or not all(char.isalnum() or char in "-_" for char in name):
             raise ValidationError(f"sandbox name {name!r} must be letters, digits, '-' and '_' only")
         self.name = name
         self.environ = dict(os.environ if environ is None else environ)
+        self.accelerate = accelerate  # False: --no-accelerate (mlflow_ansible.accelerator)
         self.state_file = state_dir(self.environ) / "sandbox.json"
         # The role generates the admin password and Flask secret key here (0700 directory, 0600 files).
         self.secrets_dir = state_dir(self.environ) / "sandbox-secrets" / name
@@ -220,7 +223,8 @@ class Sandbox:
             group_vars["mlflow_ca_bundle"] = CA_MOUNT
         host = {
             "ansible_host": f"{self.name}-{VM_NAME}",
-            "ansible_connection": "community.docker.docker",
+            # The short name: the accelerator (Mitogen) takes over only this spelling of the docker connection.
+            "ansible_connection": "docker",
             "ansible_python_interpreter": "/usr/bin/python3",
         }
         return {"all": {"children": {"mlflow_servers": {"hosts": {VM_NAME: host}, "vars": group_vars}}}}
@@ -278,6 +282,7 @@ class Sandbox:
             },
             "environ": self._environ({"testbed_db_password": state.db_password}),
             "on_event": events_for("testbed"),
+            "accelerate": self.accelerate,
         }
         testbed = run_testbed(self._localhost(), **testbed_options)
         result = SandboxUp(state=state, testbed=testbed, admin_password_file=str(self.admin_password_file))
@@ -288,6 +293,7 @@ class Sandbox:
             self._vm_inventory(state),
             environ=self._environ({"cloudsql_client_password": state.db_password}),
             on_event=events_for("deploy"),
+            accelerate=self.accelerate,
         )
         if result.deploy.ok:
             result.healthy = self.wait_healthy(state.url)
@@ -324,6 +330,7 @@ class Sandbox:
             extra_vars={"testbed_state": "absent", "testbed_name": self.name},
             environ=self._environ({}),
             on_event=events_for("testbed"),
+            accelerate=self.accelerate,
         )
         if result.ok:
             self._forget_state()

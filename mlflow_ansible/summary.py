@@ -95,6 +95,10 @@ def print_result(console: Console, result: RunResult) -> None:
         console.print(Text(failure.summary(), style="bold red"))
     for warning in result.warnings:
         console.print(Text(warning, style="yellow"))
+    if result.accelerator:
+        console.print(Text(f"accelerator: {result.accelerator}", style="dim"))
+        for note in result.accelerator_notes:
+            console.print(Text(f"  ansible-core about it: {note}", style="dim"))
     if result.error:
         console.print(Text(result.error, style="bold red"))
     verdict = "done" if result.ok else "FAILED"

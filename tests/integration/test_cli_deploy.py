@@ -23,7 +23,7 @@ def _inventory(path: Path, bed) -> Path:
     }
     if bed.ca_bundle:
         group_vars["mlflow_ca_bundle"] = "/usr/local/share/testbed-ca.crt"
-    host = {"ansible_host": bed.vm, "ansible_connection": "community.docker.docker"}
+    host = {"ansible_host": bed.vm, "ansible_connection": "docker"}
     path.write_text(json.dumps({"all": {"children": {"mlflow_servers": {"hosts": {"vm": host}, "vars": group_vars}}}}))
     return path
 
@@ -62,15 +62,19 @@ def test_deploy_verify_status_through_the_cli(testbed, tmp_path, environ_for):
     assert first["elapsed"] > 0 and first["rc"] == 0
     assert first["command"][0].endswith("ansible-playbook") and first["command"][-1].endswith("playbooks/site.yml")
     assert testbed.db_password not in output and testbed.db_password not in " ".join(first["command"])
+    assert first["accelerator"].startswith("mitogen "), first["accelerator"]  # the short `docker` connection
+    assert not any("strategy plugins" in warning for warning in first["warnings"])
 
     code, second, _ = _cli("deploy", "-i", str(inventory), environ=environ)
     assert code == 0, (second["failures"], second["error"])
     assert second["changed"] == 0 and second["failed"] == 0  # idempotent
     assert second["canary"]["vm"]["ok"] is True
 
-    code, verified, _ = _cli("verify", "-i", str(inventory), environ=environ_for())
+    # The same canary with ansible-core's plain strategy.
+    code, verified, _ = _cli("verify", "-i", str(inventory), "--no-accelerate", environ=environ_for())
     assert code == 0, (verified["failures"], verified["error"])
     assert verified["canary"]["vm"]["ok"] is True and verified["changed"] == 0
+    assert verified["accelerator"] == "off (--no-accelerate)" and verified["accelerator_notes"] == []
 
     code, status, _ = _cli("status", "-i", str(inventory), environ=environ_for())
     assert code == 0, (status["failures"], status["error"])

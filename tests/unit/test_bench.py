@@ -145,6 +145,17 @@ def test_table_verdicts_follow_the_goals():
     }
 
 
+def test_table_shows_the_accelerator_off_column_beside_ours():
+    text = bench.table(
+        {
+            "deploy": {"ours_seconds": 40.0, "ours_linear_seconds": 70.5, "plain_seconds": 80.0, "ratio": 0.5},
+            "rerun": {"seconds": 12.0, "changed": 0, "linear_seconds": 30.2},
+        }
+    )
+    assert "| 40.0 (accelerator off: 70.5) " in text
+    assert "| 12.0, changed=0 (accelerator off: 30.2) |" in text
+
+
 def test_table_write_goal_needs_both_throughput_and_p99():
     def row(target, rps, p99):
         return {"operation": "log-metric", "target": target, "rps": rps, "p50_ms": 1.0, "p99_ms": p99}
