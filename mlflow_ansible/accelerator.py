@@ -127,15 +127,3 @@ def is_strategy_deprecation(line: str) -> bool:
     """ansible-core's warning about third-party strategy plugins, or its "can be disabled" hint."""
     return bool(_STRATEGY_DEPRECATION.search(line) or _DEPRECATION_HINT.search(line))
 
-
-def main() -> int:
-    """``python -m mlflow_ansible.accelerator``: what the next run would use, as shell assignments."""
-    accelerator = detect()
-    print(f"# accelerator: {accelerator.describe()}")
-    for name, value in accelerator.env().items():
-        print(f"export {name}={value}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
