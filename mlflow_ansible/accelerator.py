@@ -126,4 +126,3 @@ def detect(environ: Mapping[str, str] | None = None, flag: bool | None = None) -
 def is_strategy_deprecation(line: str) -> bool:
     """ansible-core's warning about third-party strategy plugins, or its "can be disabled" hint."""
     return bool(_STRATEGY_DEPRECATION.search(line) or _DEPRECATION_HINT.search(line))
-

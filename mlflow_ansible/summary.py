@@ -98,7 +98,8 @@ def print_result(console: Console, result: RunResult) -> None:
     if result.accelerator:
         console.print(Text(f"accelerator: {result.accelerator}", style="dim"))
         for note in result.accelerator_notes:
-            console.print(Text(f"  ansible-core about it: {note}", style="dim"))
+            note = f"  ansible-core's warning about it (--no-accelerate runs without): {note}"
+            console.print(Text(note, style="dim"))
     if result.error:
         console.print(Text(result.error, style="bold red"))
     verdict = "done" if result.ok else "FAILED"

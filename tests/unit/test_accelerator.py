@@ -126,6 +126,28 @@ def test_plain_tasks_start_an_interpreter_each(tmp_path):
     assert not any("strategy plugins" in warning for warning in result.warnings)
 
 
+def test_the_summary_names_the_accelerator_and_its_warning():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from mlflow_ansible.result import RunResult
+    from mlflow_ansible.summary import print_result
+
+    out = StringIO()
+    result = RunResult(
+        action="deploy",
+        rc=0,
+        exit_code=0,
+        accelerator="mitogen 0.3.54",
+        accelerator_notes=["Use of strategy plugins not included in ansible.builtin are deprecated."],
+    )
+    print_result(Console(file=out, width=200), result)
+    text = out.getvalue()
+    assert "accelerator: mitogen 0.3.54" in text
+    assert "(--no-accelerate runs without): Use of strategy plugins" in text
+
+
 def test_another_deprecation_keeps_the_hint_among_the_warnings():
     builder = ResultBuilder("test")
     lines = [
