@@ -8,6 +8,10 @@
         URL (the TLS proxy), read back; and what URL and SERVER_URL (MLflow itself) answer to
         POST mpu/create: the proxy must refuse it as "not supported" (the client then falls
         back to one upload) where MLflow itself fails
+    verify_roundtrip.py prompts URL -
+        the Prompt Registry (register, a second version, an alias, load by version and alias,
+        search), and model-version sources the server must refuse: a file on the server, a
+        foreign bucket, and a prompt's placeholder source on a model that is not a prompt
 
 Runs on the VM with the deployed venv's Python. Prints one JSON object; exits 1 on any mismatch.
 """
@@ -164,6 +168,55 @@ def multipart(client: MlflowClient, url: str, server_url: str) -> dict:
     }
 
 
+PROMPT_TEMPLATES = (
+    "Summarise {{ text }} in {{ words }} words.",
+    "Summarise {{ text }} in {{ words }} words, politely.",
+)
+REFUSED_SOURCES = ("file:///etc/passwd", "gs://someone-elses-bucket/models/m", "dummy-source")
+
+
+def prompts(client: MlflowClient) -> dict:
+    from mlflow.exceptions import MlflowException
+
+    problems = []
+    name = f"verify-prompt-{socket.gethostname()}"
+    first = mlflow.genai.register_prompt(name=name, template=PROMPT_TEMPLATES[0], commit_message="first")
+    second = mlflow.genai.register_prompt(name=name, template=PROMPT_TEMPLATES[1], commit_message="politer")
+    if int(second.version) != int(first.version) + 1:
+        problems.append(f"versions {first.version} then {second.version}")
+    mlflow.genai.set_prompt_alias(name, alias="production", version=first.version)
+    by_version = mlflow.genai.load_prompt(f"prompts:/{name}/{second.version}")
+    by_alias = mlflow.genai.load_prompt(f"prompts:/{name}@production")
+    if by_version.template != PROMPT_TEMPLATES[1]:
+        problems.append(f"version {second.version} holds {by_version.template!r}")
+    if int(by_alias.version) != int(first.version) or by_alias.template != PROMPT_TEMPLATES[0]:
+        problems.append(f"alias production gave version {by_alias.version}")
+    if by_alias.format(text="the run", words=5) != "Summarise the run in 5 words.":
+        problems.append("the template did not format")
+    if name not in [found.name for found in mlflow.genai.search_prompts(filter_string=f"name = '{name}'")]:
+        problems.append(f"search_prompts did not find {name}")
+    model = f"verify-sources-{socket.gethostname()}"
+    if not client.search_registered_models(filter_string=f"name = '{model}'"):
+        client.create_registered_model(model)
+    refused = {}
+    for source in REFUSED_SOURCES:
+        try:
+            client.create_model_version(model, source)
+        except MlflowException as exc:
+            refused[source] = f"{exc.error_code}: {exc.message[:120]}"
+            if exc.error_code != "INVALID_PARAMETER_VALUE":
+                problems.append(f"{source}: {refused[source]}")
+        else:
+            problems.append(f"a model version with source {source} was accepted")
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "prompt": name,
+        "versions": [first.version, second.version],
+        "refused": refused,
+    }
+
+
 def main() -> int:
     # The third argument is the state file (write, check) or MLflow's own URL (multipart).
     action, url, third = sys.argv[1:4]
@@ -171,6 +224,8 @@ def main() -> int:
     client = MlflowClient(url)
     if action == "multipart":
         result = multipart(client, url, server_url=third)
+    elif action == "prompts":
+        result = prompts(client)
     elif action == "write":
         state = write(client)
         with open(third, "w", encoding="utf-8") as handle:
