@@ -254,12 +254,17 @@ def _sandbox_up(sandbox: Sandbox, args: argparse.Namespace, output: _Output) -> 
             if result is not None and (not result.ok or result is outcome.deploy):
                 print_result(output.console, result)
         if outcome.ok:
-            output.console.print(f"MLflow is up at [bold]{outcome.state.url}[/bold] (UI and REST API)")
-            output.console.print(f"  user admin, password in {outcome.admin_password_file} (0600)")
-            output.console.print(f"  export MLFLOW_TRACKING_URI={outcome.state.url}")
-            output.console.print("  export MLFLOW_TRACKING_USERNAME=admin")
-            output.console.print(f'  export MLFLOW_TRACKING_PASSWORD="$(cat {outcome.admin_password_file})"')
-            output.console.print("  export MLFLOW_TRACKING_INSECURE_TLS=true  # the certificate is self-signed")
+            # soft_wrap: a long path stays on its line (these lines are copied into a shell).
+            lines = [
+                f"MLflow is up at [bold]{outcome.state.url}[/bold] (UI and REST API)",
+                f"  user admin, password in {outcome.admin_password_file} (0600)",
+                f"  export MLFLOW_TRACKING_URI={outcome.state.url}",
+                "  export MLFLOW_TRACKING_USERNAME=admin",
+                f'  export MLFLOW_TRACKING_PASSWORD="$(cat {outcome.admin_password_file})"',
+                "  export MLFLOW_TRACKING_INSECURE_TLS=true  # the certificate is self-signed",
+            ]
+            for line in lines:
+                output.console.print(line, soft_wrap=True)
     if not outcome.testbed.ok:
         return outcome.testbed.exit_code
     if outcome.deploy is None or not outcome.deploy.ok:

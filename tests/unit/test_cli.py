@@ -259,3 +259,26 @@ def test_upgrade_target_is_checked_before_launch(tmp_path, capsys):
     job = api.prepare("upgrade", str(inventory), extra_vars=["mlflow_ansible_upgrade_to=3.17.2"])
     assert job.extra_vars["mlflow_ansible_upgrade_to"] == "3.17.2"
     assert job.extra_vars["mlflow_ansible_action"] == "upgrade"
+
+
+def test_sandbox_up_prints_a_long_password_path_on_one_line(capsys):
+    """The lines after `sandbox up` are copied into a shell: a long path must not wrap (it did at 200 columns)."""
+    import argparse
+
+    from mlflow_ansible import cli
+    from mlflow_ansible.result import RunResult
+    from mlflow_ansible.sandbox import SandboxState, SandboxUp
+
+    path = "/tmp/" + "very-long-directory-name/" * 12 + "admin-password"
+
+    class FakeSandbox:
+        def up(self, ca_bundle, port, events_for):
+            ok = RunResult(action="deploy", rc=0, exit_code=0)
+            state = SandboxState(name="s", port=8443, db_password="x")
+            return SandboxUp(state=state, testbed=ok, deploy=ok, healthy=True, admin_password_file=path)
+
+    args = argparse.Namespace(ca_bundle=None, port=None, json=False, quiet=True)
+    assert cli._sandbox_up(FakeSandbox(), args, cli._Output(args)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"  user admin, password in {path} (0600)" in lines
+    assert f'  export MLFLOW_TRACKING_PASSWORD="$(cat {path})"' in lines
