@@ -202,7 +202,7 @@ class Bench:
             self.ips[vm] = proc.stdout.strip()
         self.psql("postgres", "CREATE DATABASE mlflow_plain OWNER mlflow;")
         self.psql("postgres", "CREATE DATABASE mlflow_linear OWNER mlflow;")
-        log(f"testbed up: ours {self.ips['ours']}, plain {self.ips['plain']}")
+        log("testbed up: " + ", ".join(f"{vm} {self.ips[vm]}" for vm in VMS))
 
     def down(self) -> None:
         log(f"removing the testbed {self.name}")
