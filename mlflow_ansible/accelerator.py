@@ -64,6 +64,10 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
 def _ansible_core_version() -> tuple[int, ...]:
     from ansible.release import __version__
 
@@ -78,7 +82,7 @@ def _mitogen() -> tuple[str, Path] | None:
     except ImportError:
         return None
     strategy_dir = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
-    return ".".join(str(part) for part in mitogen.__version__), strategy_dir
+    return _dotted(mitogen.__version__), strategy_dir
 
 
 def requested(environ: Mapping[str, str], flag: bool | None = None) -> tuple[bool, str]:
@@ -106,17 +110,16 @@ def detect(environ: Mapping[str, str] | None = None, flag: bool | None = None) -
     version, strategy_dir = found
     core = _ansible_core_version()
     minimum = MINIMUM_MITOGEN.get(core[:2])
-    core_text = ".".join(str(part) for part in core)
+    core_text = _dotted(core)
     if minimum is None:
         return Accelerator(
             enabled=False, version=version, reason=f"mitogen {version} is not known to support ansible-core {core_text}"
         )
     if _version_tuple(version) < minimum:
-        needed = ".".join(str(part) for part in minimum)
         return Accelerator(
             enabled=False,
             version=version,
-            reason=f"ansible-core {core_text} needs mitogen >= {needed}, {version} is installed",
+            reason=f"ansible-core {core_text} needs mitogen >= {_dotted(minimum)}, {version} is installed",
         )
     if not (strategy_dir / f"{STRATEGY}.py").is_file():
         return Accelerator(enabled=False, version=version, reason=f"no {STRATEGY} strategy in {strategy_dir}")

@@ -259,11 +259,9 @@ class ResultBuilder:
         if accelerator is None or not accelerator.enabled:
             return list(self.warnings), []
         ours = [line for line in self.warnings if is_strategy_deprecation(line)]
+        if any(line.startswith("[DEPRECATION WARNING]") and line not in ours for line in self.warnings):
+            ours = [line for line in ours if line.startswith("[DEPRECATION WARNING]")]  # the hint stays
         rest = [line for line in self.warnings if line not in ours]
-        if any(line.startswith("[DEPRECATION WARNING]") for line in rest):
-            hints = [line for line in ours if not line.startswith("[DEPRECATION WARNING]")]
-            ours = [line for line in ours if line not in hints]
-            rest = [line for line in self.warnings if line not in ours]
         return rest, [_WARNING_LINE.sub("", line) for line in ours]
 
     def _no_hosts(self) -> tuple[str, int]:
