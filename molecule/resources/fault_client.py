@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Client side of the fault tests (molecule/faults): log data, break things, count, check.
+"""Client side of the fault tests (molecule/resources/faults.yml, in the default scenario):
+log data, break things, count, check.
 
     fault_client.py seed NAME URL STATE       a run with params, POINTS metric points (one request each), an artifact
     fault_client.py load NAME URL STATE STOP  log one metric point per request until STOP exists and the server
