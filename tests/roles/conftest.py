@@ -40,7 +40,7 @@ def _controller_os() -> dict[str, list[str]]:
 
 @pytest.fixture(scope="session")
 def run_site(tmp_path_factory):
-    """Run site.yml in check mode against localhost with the given variables."""
+    """Run site.yml (or another playbook) in check mode against localhost with the given variables."""
     work = tmp_path_factory.mktemp("preflight")
     inventory = work / "inventory.yml"
     inventory.write_text(json.dumps({
@@ -50,7 +50,8 @@ def run_site(tmp_path_factory):
     }))
     counter = iter(range(1000))
 
-    def run(overrides: dict | None = None, drop: tuple[str, ...] = (), supported_os: dict | None = None) -> PlayResult:
+    def run(overrides: dict | None = None, drop: tuple[str, ...] = (), supported_os: dict | None = None,
+            playbook: Path | None = None) -> PlayResult:
         variables = {k: v for k, v in GOOD_VARS.items() if k not in drop}
         variables.update(overrides or {})
         variables["_python_supported_distributions"] = supported_os or _controller_os()
@@ -60,7 +61,7 @@ def run_site(tmp_path_factory):
                    ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
         proc = subprocess.run(
             [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "-e", f"@{extra}",
-             "--check", "--tags", "preflight", str(REPO / "site.yml")],
+             "--check", "--tags", "preflight", str(playbook or REPO / "site.yml")],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
         )
         return PlayResult(proc.returncode, proc.stdout + proc.stderr)

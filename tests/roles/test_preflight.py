@@ -179,3 +179,29 @@ def test_good_input_passes_preflight(run_site):
     """The control case: with valid inputs the preflight passes and the deploy play starts (check mode)."""
     result = run_site()
     assert result.deploy_started, result.output[-3000:]
+
+
+ROLES = ("python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_client", "gcs_credentials", "iap",
+         "tracking_server", "tls_proxy", "firewall")
+
+
+def test_the_deploy_play_does_not_run_the_preflight_again(run_site):
+    """The preflight play checked every role; each role's own preflight include is skipped in the deploy play."""
+    result = run_site()
+    assert result.deploy_started, result.output[-3000:]
+    for role in ROLES:
+        assert re.search(rf"TASK \[mlflow_ansible\.tracking\.{role} : Preflight\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?skipping: "
+                         r"\[controller\]", result.output), role
+    # A task of one role's preflight ran once, in the preflight play.
+    assert result.output.count("TASK [mlflow_ansible.tracking.python : Assert the service account is not root]") == 1
+
+
+def test_a_role_used_on_its_own_runs_its_preflight(run_site, tmp_path):
+    """Without the site playbook's preflight play, the role checks its own inputs."""
+    playbook = tmp_path / "python-only.yml"
+    playbook.write_text(json.dumps([{"name": "The python role alone", "hosts": "mlflow_servers",
+                                     "gather_facts": True, "roles": ["mlflow_ansible.tracking.python"]}]))
+    result = run_site({"python_service_user": "root"}, playbook=playbook)
+    assert result.rc != 0
+    assert "python_service_user and python_service_group must name an unprivileged" in result.output, \
+        result.output[-3000:]
