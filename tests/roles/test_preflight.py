@@ -190,8 +190,9 @@ def test_the_deploy_play_does_not_run_the_preflight_again(run_site):
     result = run_site()
     assert result.deploy_started, result.output[-3000:]
     for role in ROLES:
-        assert re.search(rf"TASK \[mlflow_ansible\.tracking\.{role} : Preflight\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?skipping: "
-                         r"\[controller\]", result.output), role
+        # The role's Preflight task header, then its "skipping" line before the next task's header.
+        header = rf"TASK \[mlflow_ansible\.tracking\.{role} : Preflight\][^\n]*\n"
+        assert re.search(header + r"(?:(?!TASK \[)[^\n]*\n)*?skipping: \[controller\]", result.output), role
     # A task of one role's preflight ran once, in the preflight play.
     assert result.output.count("TASK [mlflow_ansible.tracking.python : Assert the service account is not root]") == 1
 
