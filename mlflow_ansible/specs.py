@@ -11,6 +11,9 @@ import yaml
 
 from mlflow_ansible.errors import MlflowAnsibleError
 
+# libyaml's parser where PyYAML has it: the roles' specs load about ten times faster than in pure Python.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 # The roles of the sandbox's local testbed; every other role belongs to the deploy.
 TESTBED_ROLES = frozenset({"testbed"})
 ENTRY_POINT = "main"
@@ -85,7 +88,7 @@ def load_role_specs(roles_dir: Path) -> dict[str, dict[str, VariableSpec]]:
     for path in sorted(roles_dir.glob("*/meta/argument_specs.yml")):
         role = path.parent.parent.name
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}  # noqa: S506 (a SafeLoader)
             options = data["argument_specs"][ENTRY_POINT].get("options") or {}
         except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
             raise MlflowAnsibleError(f"cannot read the argument spec {path}: {exc}") from None

@@ -1,0 +1,86 @@
+"""firewall: the nftables ruleset puts each range in the set of its address family, and a /0 range is
+refused whatever its address part. Renders roles/firewall/templates/mlflow-ansible.nft.j2 with
+ansible-core's own template module on the controller; the preflight cases use run_site (conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "roles" / "firewall" / "templates" / "mlflow-ansible.nft.j2"
+
+
+def render(tmp_path: Path, variables: dict) -> str:
+    dest = tmp_path / "ruleset.nft"
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(json.dumps([{
+        "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"ansible.builtin.template": {"src": str(TEMPLATE), "dest": str(dest), "mode": "0644"}}],
+    }]))
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps(variables))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", f"@{extra}", str(playbook)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return dest.read_text()
+
+
+def elements(ruleset: str, set_name: str) -> list[str]:
+    match = re.search(rf"set {set_name} \{{\n[^\n]*\n(?:\s*elements = \{{ (?P<items>[^}}]*) \}}\n)?\s*\}}", ruleset)
+    assert match, f"no set {set_name} in:\n{ruleset}"
+    return [item.strip() for item in (match.group("items") or "").split(",") if item.strip()]
+
+
+def test_each_range_lands_in_the_set_of_its_family(tmp_path):
+    ruleset = render(tmp_path, {
+        "_firewall_https_cidrs": ["10.0.0.0/8", "fd00::/8", "192.168.0.0/16", "2001:db8::/32"],
+        "firewall_ssh_cidrs": ["35.235.240.0/20", "::ffff:10.0.0.1/128"],
+        "firewall_ssh_port": 22,
+        "_firewall_web_ports": [443, 80],
+    })
+    assert elements(ruleset, "https_v4") == ["10.0.0.0/8", "192.168.0.0/16"]
+    assert elements(ruleset, "https_v6") == ["fd00::/8", "2001:db8::/32"]
+    assert elements(ruleset, "ssh_v4") == ["35.235.240.0/20"]
+    assert elements(ruleset, "ssh_v6") == ["::ffff:10.0.0.1/128"]
+
+
+def test_an_empty_family_leaves_its_set_empty(tmp_path):
+    ruleset = render(tmp_path, {
+        "_firewall_https_cidrs": ["10.0.0.0/8"],
+        "firewall_ssh_cidrs": ["10.0.0.0/8"],
+        "firewall_ssh_port": 22,
+        "_firewall_web_ports": [443],
+    })
+    assert elements(ruleset, "https_v6") == [] and elements(ruleset, "ssh_v6") == []
+    assert "tcp dport { 443 } ip saddr @https_v4 accept" in ruleset
+
+
+@pytest.mark.parametrize(("variable", "ranges", "refusal"), [
+    ("firewall_https_cidrs", ["10.0.0.0/8", "0.0.0.0/0"], "admits 0.0.0.0/0"),
+    ("firewall_ssh_cidrs", ["10.0.0.0/8", "::/0"], "admits 0.0.0.0/0"),
+    ("firewall_ssh_cidrs", ["0.0.0.0/00"], "admits 0.0.0.0/0"),
+    # A zero prefix with host bits does not even parse as a range.
+    ("firewall_https_cidrs", ["192.168.1.1/0"], "has entries that are not CIDR ranges"),
+])
+def test_a_zero_prefix_is_the_world(run_site, variable, ranges, refusal):
+    result = run_site({variable: ranges})
+    assert result.rc != 0
+    assert f"{variable} {refusal}" in result.output, result.output[-3000:]
+    assert not result.deploy_started
+
+
+def test_a_narrow_range_is_not_mistaken_for_the_world(run_site):
+    result = run_site({"firewall_https_cidrs": ["10.0.0.0/8", "10.1.0.0/16"], "firewall_ssh_cidrs": ["fd00::/8"]})
+    assert result.rc == 0, result.output[-3000:]
