@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +17,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A valid set of inputs; each test breaks one of them.
+# A valid set of inputs; each test breaks one of them. The database host is loopback: the preflight
+# really connects to it (run_site points cloudsql_client_port at a listener of its own).
 GOOD_VARS = {
-    "cloudsql_client_host": "10.20.0.3",
+    "cloudsql_client_host": "127.0.0.1",
     "cloudsql_client_password": "preflight-test-password",
     "tracking_server_artifacts_destination": "gs://mlflow-test-bucket/artifacts",
 }
@@ -39,7 +43,31 @@ def _controller_os() -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def run_site(tmp_path_factory):
+def loopback_database_port() -> Iterator[int]:
+    """A TCP listener on 127.0.0.1 that accepts and closes each connection: the stand-in for the database
+    server the preflight's connection check (wait_for) reaches, so no test connects past loopback."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:  # the timeout: look at stop again
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=serve, name="loopback-database", daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def run_site(tmp_path_factory, loopback_database_port):
     """Run site.yml (or another playbook) in check mode against localhost with the given variables."""
     work = tmp_path_factory.mktemp("preflight")
     inventory = work / "inventory.yml"
@@ -53,6 +81,7 @@ def run_site(tmp_path_factory):
     def run(overrides: dict | None = None, drop: tuple[str, ...] = (), supported_os: dict | None = None,
             playbook: Path | None = None) -> PlayResult:
         variables = {k: v for k, v in GOOD_VARS.items() if k not in drop}
+        variables["cloudsql_client_port"] = loopback_database_port
         variables.update(overrides or {})
         variables["_python_supported_distributions"] = supported_os or _controller_os()
         extra = work / f"vars-{next(counter)}.json"

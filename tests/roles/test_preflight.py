@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 
 import pytest
 
@@ -35,8 +36,11 @@ CASES = [
     ("replica-other-engine",
      {"tracking_server_read_replica_backend_store_uri": "mysql://reader:pw@10.20.0.4/mlflow"},
      r"its scheme mysql\+pymysql differs from the backend's postgresql\+psycopg2"),
+    # The backend's own URI as the replica (a fixed port for it, so no connection check).
     ("replica-is-primary",
-     {"tracking_server_read_replica_backend_store_uri": "postgresql://mlflow:preflight-test-password@10.20.0.3:5432/mlflow?sslmode=prefer"},
+     {"cloudsql_client_port": 5432, "cloudsql_client_check": False,
+      "tracking_server_read_replica_backend_store_uri":
+          "postgresql://mlflow:preflight-test-password@127.0.0.1:5432/mlflow?sslmode=prefer"},
      r"it is the backend store URI itself"),
     ("replica-sqlite", {"tracking_server_backend": "sqlite",
                         "tracking_server_read_replica_backend_store_uri": "postgresql://r:pw@10.20.0.4/mlflow"},
@@ -206,3 +210,15 @@ def test_a_role_used_on_its_own_runs_its_preflight(run_site, tmp_path):
     assert result.rc != 0
     assert "python_service_user and python_service_group must name an unprivileged" in result.output, \
         result.output[-3000:]
+
+
+def test_an_unreachable_database_stops_the_preflight(run_site):
+    """The connection check is real: a loopback port where nothing listens fails it, before any change."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    result = run_site({"cloudsql_client_port": closed_port, "cloudsql_client_connect_timeout": 1})
+    assert result.rc != 0
+    flat = re.sub(r"\s+", " ", result.output)
+    assert f"nothing answered on host 127.0.0.1 port {closed_port}" in flat, result.output[-3000:]
+    assert not result.deploy_started
