@@ -9,6 +9,7 @@ each server has its own database and bucket prefix. Figures:
 
   deploy     cold deploy, fresh VM to a healthy server (ours: site.yml with its canary; plain: /health 200);
              ours twice, with the accelerator (Mitogen) on its VM and without it on a third VM (``linear``)
+  rest       each server's memory at rest (its unit's cgroup) and processes, once the job runner settled
   rerun      no-op re-run of site.yml (seconds, changed count), with Ansible settings tried (the accelerator
              off among them)
   load       requests/s and p50/p99 of log-metric, log-batch (100 metrics), create-run, search-runs
@@ -51,7 +52,7 @@ VENV_BIN = Path(sys.executable).parent
 IMAGE = "mlflow-ansible/debian:12"
 BUCKET = "mlflow-artifacts"  # the testbed role's default bucket
 CA_MOUNT = "/usr/local/share/testbed-ca.crt"  # the testbed role's default mount point
-FIGURES = ["deploy", "rerun", "load", "artifacts", "ui", "levers"]
+FIGURES = ["deploy", "rest", "rerun", "load", "artifacts", "ui", "levers"]
 # ours (site.yml, accelerated), linear (site.yml with the accelerator off: the cold deploy's second column), plain
 VMS = ["ours", "linear", "plain"]
 MIB = 1 << 20
@@ -545,6 +546,18 @@ class Bench:
         match = re.search(r"--workers (\d+)", proc.stdout)
         return int(match.group(1)) if match else None
 
+    # -- memory at rest --------------------------------------------------------------------------------
+
+    def figure_rest(self) -> None:
+        """Each unit's memory once its processes stopped changing (MLflow's job runner starts its
+        consumers some seconds after the server: both servers run it, as MLflow ships it on)."""
+        self.need_servers()
+        rows: dict[str, Any] = {}
+        for target, vm, unit in ((self.ours, self.ours_vm, "mlflow"), (self.plain, self.plain_vm, "mlflow-plain")):
+            rows[target.name] = memory_at_rest(vm, unit)
+            log(f"memory at rest, {target.name}: {rows[target.name]}")
+        self.results["rest"] = rows
+
     # -- figure 4 ---------------------------------------------------------------------------------------
 
     def figure_artifacts(self) -> None:
@@ -760,6 +773,10 @@ class MemorySampler:
         time.sleep(0.6)
         return self
 
+    def procs_file(self) -> str:
+        """The unit's cgroup.procs (one line per process), in the memory hierarchy read above."""
+        return f"{self.dir}/cgroup.procs"
+
     def _read(self) -> None:
         for line in self.proc.stdout or ():
             parts = line.split()
@@ -789,6 +806,32 @@ class MemorySampler:
             "memory_peak_growth_mib": round(max(0, self.peak - base_current) / MIB, 1) if self.peak_reset else None,
             "samples": len(self.samples),
         }
+
+
+def memory_at_rest(vm: str, unit: str, settle: float = 10.0, limit: float = 240.0) -> dict[str, Any]:
+    """A unit's memory (usage, anonymous) and process count once the count held for ``settle`` seconds."""
+    sampler = MemorySampler(vm, unit)
+    with sampler:
+        procs = sampler.procs_file()
+        start = stable_since = time.monotonic()
+        count = None
+        while time.monotonic() - start < limit:
+            now = len(run(["docker", "exec", vm, "cat", procs]).stdout.split())
+            if now != count:
+                count, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= settle:
+                break
+            time.sleep(2)
+        time.sleep(1)
+    if not sampler.samples:
+        return {"memory": "no samples"}
+    current, anon = sampler.samples[-1]
+    return {
+        "memory_mib": round(current / MIB, 1),
+        "anon_mib": round(anon / MIB, 1),
+        "processes": count,
+        "settled_after_s": round(stable_since - start, 1),
+    }
 
 
 def ui_bytes(target: Target) -> dict[str, Any]:
@@ -845,6 +888,18 @@ def table(results: dict[str, Any]) -> str:
                 f"{deploy['plain_seconds']}",
                 "≤ 30 s and ≤ 0.5× plain",
                 f"{verdict(deploy['ours_seconds'] <= 30 and deploy['ratio'] <= 0.5)} ({deploy['ratio']}×)",
+            )
+        )
+    rest = results.get("rest")
+    if rest and "memory_mib" in rest.get("ours", {}) and "memory_mib" in rest.get("plain", {}):
+        ours, plain = rest["ours"], rest["plain"]
+        rows.append(
+            (
+                "Memory at rest (MiB usage; anonymous; processes)",
+                f"{ours['memory_mib']}; {ours['anon_mib']}; {ours['processes']}",
+                f"{plain['memory_mib']}; {plain['anon_mib']}; {plain['processes']}",
+                "(reported)",
+                "-",
             )
         )
     rerun = results.get("rerun")

@@ -29,7 +29,7 @@ Exit codes of ``python -m mlflow_ansible`` / ``mlflow-ansible`` (Ansible's, wher
 
 from __future__ import annotations
 
-from mlflow_ansible.api import ACTIONS, Action, RunOptions, deploy, run_action, status, upgrade, verify
+from mlflow_ansible.api import ACTIONS, Action, RunOptions, deploy, rotate_kek, run_action, status, upgrade, verify
 from mlflow_ansible.errors import (
     DockerUnavailableError,
     InventoryError,
@@ -56,6 +56,7 @@ __all__ = [
     "TaskFailure",
     "ValidationError",
     "deploy",
+    "rotate_kek",
     "run_action",
     "status",
     "upgrade",

@@ -77,6 +77,12 @@ ACTIONS: dict[str, Action] = {
             False,
         ),
         Action(
+            "rotate-kek",
+            "new AI Gateway key-encryption passphrase: every server of a backend stopped, the stored provider "
+            "keys re-wrapped with it, the servers started with it (a deploy otherwise)",
+            True,
+        ),
+        Action(
             "upgrade",
             "upgrade MLflow host by host: new venv, database backup, migration once, health-gated switch; "
             "rolls back (restoring the backup) on failure",
@@ -305,6 +311,11 @@ def verify(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
 def status(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
     """Service state, health and version per host; ``result.status`` holds them."""
     return run_action("status", inventory, **options)
+
+
+def rotate_kek(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """A new AI Gateway passphrase: the stored provider keys re-wrapped with it, every server restarted."""
+    return run_action("rotate-kek", inventory, **options)
 
 
 def upgrade(inventory: Inventory, to: str, **options: Unpack[RunOptions]) -> RunResult:

@@ -70,21 +70,24 @@ def loopback_database_port() -> Iterator[int]:
 def run_site(tmp_path_factory, loopback_database_port):
     """Run site.yml (or another playbook) in check mode against localhost with the given variables."""
     work = tmp_path_factory.mktemp("preflight")
-    inventory = work / "inventory.yml"
-    inventory.write_text(json.dumps({
-        "all": {"children": {"mlflow_servers": {"hosts": {
-            "controller": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-        }}}},
-    }))
     counter = iter(range(1000))
 
     def run(overrides: dict | None = None, drop: tuple[str, ...] = (), supported_os: dict | None = None,
-            playbook: Path | None = None) -> PlayResult:
+            playbook: Path | None = None, hosts: dict[str, dict] | None = None) -> PlayResult:
+        """``hosts``: the inventory's hosts and their own variables, every one this controller (checks across hosts)."""
+        number = next(counter)
+        inventory = work / f"inventory-{number}.yml"
+        inventory.write_text(json.dumps({
+            "all": {"children": {"mlflow_servers": {"hosts": {
+                name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **own}
+                for name, own in (hosts or {"controller": {}}).items()
+            }}}},
+        }))
         variables = {k: v for k, v in GOOD_VARS.items() if k not in drop}
         variables["cloudsql_client_port"] = loopback_database_port
         variables.update(overrides or {})
         variables["_python_supported_distributions"] = supported_os or _controller_os()
-        extra = work / f"vars-{next(counter)}.json"
+        extra = work / f"vars-{number}.json"
         extra.write_text(json.dumps(variables))
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))

@@ -97,6 +97,10 @@ CASES = [
     ("installer", {"mlflow_installer": "conda"}, r"mlflow_installer"),
     ("short-admin-password", {"tracking_server_admin_password": "short-pass"},
      r"tracking_server_admin_password must have at least 12 characters \(it has 10\)"),
+    ("short-kek-passphrase", {"tracking_server_kek_passphrase": "k" * 31},
+     r"tracking_server_kek_passphrase must have at least 32 characters \(it has 31\)"),
+    ("public-kek-passphrase", {"tracking_server_kek_passphrase": "mlflow-default-kek-passphrase-for-development-only"},
+     r"must not be MLflow's public development passphrase"),
     ("cert-without-key", {"tls_proxy_cert_file": "/etc/hostname"},
      r"tls_proxy_cert_file and tls_proxy_key_file go together"),
     ("bad-cidr", {"firewall_https_cidrs": ["10.0.0.0/8", "10.300.0.0/16"]},
@@ -222,3 +226,14 @@ def test_an_unreachable_database_stops_the_preflight(run_site):
     flat = re.sub(r"\s+", " ", result.output)
     assert f"nothing answered on host 127.0.0.1 port {closed_port}" in flat, result.output[-3000:]
     assert not result.deploy_started
+
+
+def test_one_server_per_database_runs_the_periodic_jobs(run_site):
+    """MLflow's periodic jobs have no lock across servers: two servers of one database may not both run them."""
+    both = run_site(hosts={"vm1": {}, "vm2": {}})
+    assert both.rc != 0, both.output
+    assert "vm1, vm2 share one database" in both.output
+    assert "set tracking_server_job_periodic_tasks: false" in both.output
+    assert not both.deploy_started
+    one = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}})
+    assert one.rc == 0, one.output[-3000:]

@@ -189,3 +189,16 @@ def test_memory_verdict_reads_anonymous_memory():
     # 2026-11-22: 204 MiB anonymous (213.9 MB) against a cgroup growth of 1259 MiB.
     assert verdicts["4. Server memory growth (MiB, anon; cgroup)"] == "short (214 MB)"
     assert verdicts["4. Multipart upload, threshold 5 MiB, keyless"] == "short"
+
+
+def test_table_shows_the_memory_at_rest_of_both_servers():
+    text = bench.table(
+        {
+            "rest": {
+                "ours": {"memory_mib": 1890.2, "anon_mib": 1702.5, "processes": 14},
+                "plain": {"memory_mib": 2101.0, "anon_mib": 1900.1, "processes": 16},
+            }
+        }
+    )
+    assert "| Memory at rest (MiB usage; anonymous; processes) | 1890.2; 1702.5; 14 | 2101.0; 1900.1; 16 |" in text
+    assert "Memory at rest" not in bench.table({"rest": {"ours": {"memory": "no samples"}, "plain": {}}})

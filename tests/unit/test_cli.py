@@ -282,3 +282,17 @@ def test_sandbox_up_prints_a_long_password_path_on_one_line(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert f"  user admin, password in {path} (0600)" in lines
     assert f'  export MLFLOW_TRACKING_PASSWORD="$(cat {path})"' in lines
+
+
+def test_rotate_kek_is_the_site_playbook_with_its_action(tmp_path):
+    """rotate-kek: the site playbook with its action (playbooks/rotate-kek.yml, a deploy the role tells by it)."""
+    from mlflow_ansible import api
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    mlflow_servers:\n      hosts:\n        vm1:\n")
+    job = api.prepare("rotate-kek", str(inventory))
+    assert job.playbook.name == "site.yml"
+    assert job.extra_vars == {"mlflow_ansible_action": "rotate-kek"}
+    assert (job.playbook.parent / "rotate-kek.yml").is_file()
+    with pytest.raises(api.ValidationError, match="mlflow_ansible_action"):
+        api.prepare("rotate-kek", str(inventory), extra_vars=["mlflow_ansible_action=deploy"])
