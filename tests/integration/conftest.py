@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,3 +107,53 @@ def testbed(tmp_path_factory) -> Iterator[Testbed]:
         )
         assert removed.ok, (removed.failures, removed.error)
         assert containers_with_label(f"mlflow-ansible.testbed={bed.name}") == []
+
+
+@dataclass
+class PlainServer:
+    url: str
+
+    def wait_healthy(self, timeout: float = 300) -> str:
+        """Its URL, once /health answers 200."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as answer:  # noqa: S310 - loopback
+                    if answer.status == 200:
+                        return self.url
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.url}/health did not answer 200 within {timeout} s")
+            time.sleep(1)
+
+
+@pytest.fixture
+def plain_server(tmp_path) -> Iterator[PlainServer]:
+    """The blog recipe's server, for the differential conformance suite: `mlflow server` from the same
+    MLflow release, no auth, SQLite and a local artifact directory, on loopback. Started in the background
+    (it imports while the test deploys its sandbox); the caller waits for /health."""
+    work = tmp_path / "plain"
+    work.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (work / "server.log").open("wb")
+    # One worker and no job runner: the suite needs neither, and both cost this 2-core machine CPU.
+    environ = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
+         "--serve-artifacts", "--artifacts-destination", str(work / "artifacts")],
+        cwd=work, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        yield PlainServer(f"http://127.0.0.1:{port}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+

@@ -1,4 +1,5 @@
-"""`sandbox up`, a run logged from the host through the printed URL, `sandbox status`, `sandbox down`."""
+"""`sandbox up`, a run logged from the host through the printed URL, the UI in a browser, the differential
+conformance suite against the plain recipe's server, `sandbox status`, `sandbox down`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ui_browser import check_ui
 
 from mlflow_ansible.docker_check import containers_with_label
 
@@ -67,7 +69,7 @@ print(json.dumps({"metrics": fetched.data.metrics, "params": fetched.data.params
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path):
+def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path, plain_server):
     name = f"pytest-sandbox-{uuid.uuid4().hex[:6]}"
     environ = environ_for()
     label = f"mlflow-ansible.testbed={name}"
@@ -102,6 +104,24 @@ def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path):
         logged = _log_a_run(url, tmp_path, password)
         assert logged["metrics"] == {"answer": 42.0} and logged["params"] == {"where": "host"}
         assert logged["status"] == "FINISHED" and logged["artifact"] == "hello from the host\n"
+
+        # The UI in a real browser (Debian's chromium through Playwright), logged in with basic auth:
+        # experiments, runs, traces, artifacts, the registry, prompts, a prompt made in the UI.
+        seen = check_ui(url, "admin", password, tmp_path / "ui")
+        assert seen["ui_prompt"] and seen["counts"]["pages"] >= 7, seen
+
+        # The differential conformance suite: the same client calls against the plain recipe's server
+        # and this sandbox; every difference must be a refusal listed in tests/conformance/refusals.py.
+        plain_url = plain_server.wait_healthy()
+        conformance = subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/conformance", "-q", "-p", "no:cacheprovider", "-n", "2"],
+            cwd=REPO, capture_output=True, text=True, timeout=1200, check=False,
+            env={**os.environ, "MLFLOW_CONFORMANCE_PLAIN_URL": plain_url, "MLFLOW_CONFORMANCE_OURS_URL": url,
+                 "MLFLOW_CONFORMANCE_OURS_USERNAME": "admin", "MLFLOW_CONFORMANCE_OURS_PASSWORD": password,
+                 "MLFLOW_CONFORMANCE_OURS_INSECURE_TLS": "true"},
+        )
+        assert conformance.returncode == 0, conformance.stdout[-6000:] + conformance.stderr[-2000:]
+        assert " passed" in conformance.stdout and " skipped" not in conformance.stdout, conformance.stdout[-2000:]
 
         status = _sandbox("status", "--name", name, environ=environ, timeout=120)
         assert status.returncode == 0, status.stdout + status.stderr

@@ -1,0 +1,1 @@
+"""Differential MLflow client conformance suite (see conftest.py)."""
