@@ -28,7 +28,9 @@ def test_deploy_schema_is_every_role_but_the_testbed(role_specs, schema, bed_sch
     assert deploy_roles == {"python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_client",
                             "gcs_credentials", "iap", "tracking_server", "tls_proxy", "firewall", "site"}
     assert "testbed_name" not in schema and "testbed_name" in bed_schema
-    assert schema["mlflow_ansible_action"].choices == ("deploy", "verify", "status", "uninstall", "restart", "upgrade")
+    assert schema["mlflow_ansible_action"].choices == (
+        "deploy", "verify", "status", "uninstall", "restart", "rotate-kek", "upgrade"
+    )
     assert "mlflow_ansible_hosts" in schema
     site = {"mlflow_ansible_action", "mlflow_ansible_hosts", "mlflow_ansible_purge", "mlflow_ansible_upgrade_to",
             "mlflow_ansible_serial"}
