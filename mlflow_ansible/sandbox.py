@@ -210,7 +210,13 @@ class Sandbox:
             }
         }
 
-    def _vm_inventory(self, state: SandboxState) -> dict[str, Any]:
+    def inventory(self, state: SandboxState | None = None) -> dict[str, Any]:
+        """The inventory the sandbox's VM was deployed with (no secret in it: the database password goes
+        through MLFLOW_ANSIBLE_VAR_cloudsql_client_password), for actions run against the sandbox."""
+        if state is None:
+            state = self.load_state()
+            if state is None:
+                raise SandboxError(f"no sandbox {self.name} is recorded in {self.state_file}: run `sandbox up` first")
         group_vars: dict[str, Any] = {
             "cloudsql_client_host": "postgres",
             "tracking_server_artifacts_destination": f"gs://{BUCKET}/sandbox",
@@ -290,7 +296,7 @@ class Sandbox:
             return result
         result.deploy = run_action(
             "deploy",
-            self._vm_inventory(state),
+            self.inventory(state),
             environ=self._environ({"cloudsql_client_password": state.db_password}),
             on_event=events_for("deploy"),
             accelerate=self.accelerate,

@@ -24,6 +24,7 @@ import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
@@ -115,6 +116,8 @@ def load(client: MlflowClient, name: str, state_file: str, stop_file: str) -> in
             streak = 0
             time.sleep(FAILURE_PAUSE_S)
         else:
+            if not acked:  # the playbook starts the fault only once the load is under way
+                Path(f"{stop_file}.started").touch()
             acked.append(step)
             streak += 1
             time.sleep(0.02)

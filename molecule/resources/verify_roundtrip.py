@@ -23,6 +23,11 @@
     verify_roundtrip.py gateway URL invoke ENDPOINT
         the chat completion only, through an endpoint made before (after a key rotation, a
         restart, a new KEK passphrase): fails when the reply is not the LLM's
+    verify_roundtrip.py archival-log URL -
+        MLflow's trace archival: a trace begun 10 minutes ago and one begun now; prints their ids
+    verify_roundtrip.py archival-check URL '{"old": ID, "new": ID}'
+        the old trace's spans are in the archive (waiting up to $VERIFY_ARCHIVAL_WAIT seconds for a
+        pass) and read back through the server; the new one's are still in the database
     verify_roundtrip.py judge URL LLM_BASE_URL
         server-side LLM judges: a gateway endpoint as for gateway create (one chat completion
         through it first), a new experiment with four traces, and a make_judge judge whose model
@@ -31,11 +36,14 @@
         traces) and POST /ajax-api/3.0/mlflow/genai/evaluate/invoke (job invoke_genai_evaluate:
         mlflow.genai.evaluate into a new run), polled at /ajax-api/3.0/jobs/ID for up to 300 s
         (then canceled). Every trace must carry the stand-in's verdict (true, its rationale) from
-        both, and the run FINISHED with verify_judge/mean 1.0. The judge is also registered for
-        online scoring; what that did to a trace begun 10 minutes ago (the scheduler only reads
-        traces older than 5 minutes) is reported, not checked, waiting until
-        $VERIFY_JUDGE_ONLINE_WAIT seconds (default 120) after it was started. Under basic-auth the
-        evaluation job of MLflow 3.17.2 fails with a 401 of its own: listed under known_issues.
+        both, and the run FINISHED with verify_judge/mean 1.0. A built-in judge
+        (RelevanceToQuery, the same endpoint) is also registered and started for online scoring:
+        the scheduler (once a minute, traces older than 5 minutes) must put its "yes" from the
+        LLM on the trace begun 10 minutes ago within $VERIFY_JUDGE_ONLINE_WAIT seconds
+        (default 180) of the start. Under basic auth the server's jobs need the executor engine
+        (MLFLOW_SERVER_JOB_EXECUTION_ENGINE=executor: the evaluation job writes to the database,
+        not through the API) and the role's authorization function (online scoring calls the
+        gateway as the server's jobs identity).
         The server needs MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true as well.
 
 Runs on the VM with the deployed venv's Python. Prints one JSON object; exits 1 on any mismatch.
@@ -381,16 +389,6 @@ JOB_FINAL = ("SUCCEEDED", "FAILED", "TIMEOUT", "CANCELED")
 # A judge retries a failing LLM call 10 times, backing off up to 30 s (genai/judges/adapters/utils.py
 # send_chat_request): about 210 s before it records the error. So a job gets longer than that.
 JUDGE_JOB_TIMEOUT = 300
-# Under --app-name basic-auth, MLflow 3.17.2's evaluation job cannot run: it is handed the caller's
-# name and the server's internal token as password (genai/evaluation/job.py invoke_genai_evaluate_job)
-# for its MlflowClient, but the auth app takes that token on /gateway/ routes only (server/auth/__init__.py
-# _authenticate_fastapi_request), so its first /api/2.0/mlflow call is a 401 and the job FAILED.
-# Reported under known_issues, not problems; any other failure of the job is a problem.
-EVALUATE_UNDER_AUTH = ("failed with error code 401", "You are not authenticated")
-EVALUATE_UNDER_AUTH_ISSUE = (
-    "FAILED with a 401 on its own /api/2.0/mlflow call: under basic-auth MLflow 3.17.2 gives the evaluation "
-    "job a token the auth app accepts on /gateway/ routes only"
-)
 JUDGE_NAME = "verify_judge"
 JUDGE_INSTRUCTIONS = "Does the answer in {{ outputs }} correctly answer the question in {{ inputs }}?"
 # What llm_standin.py answers a judge (its JUDGE_RATIONALE); a bool result is true.
@@ -540,16 +538,26 @@ def judge_feedback(client: MlflowClient, trace_ids: list[str], model: str, run_i
     return values, per_trace(found)
 
 
-def judge_online(client: MlflowClient, online, trace_id: str, started: float) -> dict:
+def judge_online(client: MlflowClient, online, trace_id: str, started: float, model: str) -> tuple[dict, list[str]]:
     """What online scoring put on the backdated trace, waiting until $VERIFY_JUDGE_ONLINE_WAIT
-    seconds (default 120) after it was started. Reported, not checked."""
-    wait = float(os.environ.get("VERIFY_JUDGE_ONLINE_WAIT", "120"))
+    seconds (default 180) after it was started, and what is wrong with it."""
+    from mlflow.entities import AssessmentSource
+
+    wait = float(os.environ.get("VERIFY_JUDGE_ONLINE_WAIT", "180"))
     while True:
         found = [a for a in client.get_trace(trace_id).info.assessments or [] if a.name == online.name]
         if found or time.time() - started >= wait:
             break
-        time.sleep(5)
+        time.sleep(3)
     first = found[0] if found else None
+    problems = []
+    if first is None:
+        problems.append(f"online scoring put no {online.name} on trace {trace_id} within {wait:.0f} s")
+    elif first.error is not None:
+        message = (first.error.error_message or "")[:300]
+        problems.append(f"online {online.name} failed: {first.error.error_code}: {message}")
+    elif first.value != "yes" or first.source != AssessmentSource(source_type="LLM_JUDGE", source_id=model):
+        problems.append(f"online {online.name} is {first.value!r} from {first.source}, not yes ({model})")
     return {
         "scorer": online.name,
         "trace_id": trace_id,
@@ -560,12 +568,12 @@ def judge_online(client: MlflowClient, online, trace_id: str, started: float) ->
         # From start() to the assessment's creation on the server.
         "seconds": round(first.create_time_ms / 1000 - started, 1) if first is not None else None,
         "waited_up_to": wait,
-    }
+    }, problems
 
 
 def judge(client: MlflowClient, base_url: str) -> dict:
     from mlflow.genai.judges import make_judge
-    from mlflow.genai.scorers import ScorerSamplingConfig
+    from mlflow.genai.scorers import RelevanceToQuery, ScorerSamplingConfig
 
     started = time.monotonic()
     key = os.environ["VERIFY_LLM_API_KEY"]
@@ -581,7 +589,8 @@ def judge(client: MlflowClient, base_url: str) -> dict:
     verdict = make_judge(name=JUDGE_NAME, instructions=JUDGE_INSTRUCTIONS, model=model, feedback_value_type=bool)
     serialized = json.dumps(verdict.model_dump())
     setup, online_started = round(time.monotonic() - started, 1), time.time()
-    online = verdict.register(name=f"{JUDGE_NAME}_online", experiment_id=experiment).start(
+    # A built-in judge for online scoring: the scheduler runs it for nobody (no user started it).
+    online = RelevanceToQuery(model=model).register(name=f"{JUDGE_NAME}_online", experiment_id=experiment).start(
         experiment_id=experiment, sampling_config=ScorerSamplingConfig(sample_rate=1.0)
     )
     try:
@@ -658,14 +667,9 @@ def judge_jobs(
     scored, found = judge_feedback(client, trace_ids, model)
     problems += found
 
-    metrics, run_status, evaluated, known_issues = {}, None, {}, []
+    metrics, run_status, evaluated = {}, None, {}
     for job_id in evaluate_jobs:
         job = jobs[job_id]
-        if job["status"] == "FAILED" and all(sign in (job["error_message"] or "") for sign in EVALUATE_UNDER_AUTH):
-            known_issues.append(f"invoke_genai_evaluate job {job_id}: {EVALUATE_UNDER_AUTH_ISSUE}")
-            client.set_terminated(run_id, "FAILED")  # the job could not: its own call was refused too
-            run_status = client.get_run(run_id).info.status
-            continue
         if job["status"] != "SUCCEEDED":
             problems.append(f"invoke_genai_evaluate job {job_id}: {job['status']} {job['error_message'] or ''}".strip())
         if not (job["status"] or "").startswith(JOB_FINAL):
@@ -683,8 +687,9 @@ def judge_jobs(
         evaluated, found = judge_feedback(client, trace_ids, model, run_id=run_id)
         problems += found
 
-    # Not a check: online scoring waits for the scheduler and for traces to age (see ONLINE_BACKDATE_SECONDS).
-    online_scoring = judge_online(client, online, trace_ids[-1], online_started)
+    # Online scoring waits for the scheduler and for traces to age (see ONLINE_BACKDATE_SECONDS).
+    online_scoring, found = judge_online(client, online, trace_ids[-1], online_started, model)
+    problems += found
     return {
         "problems": problems,
         "invoke_scorer": {"jobs": {job_id: jobs[job_id] for job_id in scoring_jobs}, "values": scored},
@@ -696,8 +701,58 @@ def judge_jobs(
             "values": evaluated,
         },
         "online": online_scoring,
-        "known_issues": known_issues,
         "jobs_seconds": round(waited, 1),
+    }
+
+
+# MLflow's trace archival (the role's tracking_server_trace_archival_*): a trace begun this long
+# ago is older than the scenarios' retention (1m), one begun now is not.
+ARCHIVAL_BACKDATE_SECONDS = 10 * 60
+
+
+def archival_log(client: MlflowClient) -> dict:
+    """A trace begun ARCHIVAL_BACKDATE_SECONDS ago and one begun now, in a new experiment."""
+    experiment = client.create_experiment(f"verify-archival-{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    begun = time.time_ns() - ARCHIVAL_BACKDATE_SECONDS * 10**9
+    old = mlflow.start_span_no_context(name="verify_archived", span_type="CHAIN", inputs={"question": "old"},
+                                       experiment_id=experiment, start_time_ns=begun)
+    old.set_outputs({"answer": "archived"})
+    old.end(end_time_ns=begun + 10**9)
+    new = mlflow.start_span_no_context(name="verify_kept", span_type="CHAIN", experiment_id=experiment)
+    new.end()
+    mlflow.flush_trace_async_logging()
+    return {"ok": True, "experiment_id": experiment, "old": old.trace_id, "new": new.trace_id}
+
+
+def archival_check(client: MlflowClient, traces: dict) -> dict:
+    """The old trace's spans moved to the archive (polled up to $VERIFY_ARCHIVAL_WAIT seconds, default 0)
+    and read back through the server; the new one's are still in the database."""
+    from mlflow.tracing.constant import SpansLocation, TraceTagKey
+
+    deadline = time.monotonic() + float(os.environ.get("VERIFY_ARCHIVAL_WAIT", "0"))
+    started = time.monotonic()
+    while True:
+        old = client.get_trace(traces["old"])
+        if old.info.tags.get(TraceTagKey.SPANS_LOCATION) == SpansLocation.ARCHIVE_REPO.value:
+            break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(3)
+    new = client.get_trace(traces["new"])
+    problems = []
+    if old.info.tags.get(TraceTagKey.SPANS_LOCATION) != SpansLocation.ARCHIVE_REPO.value:
+        problems.append(f"trace {traces['old']} is not archived: {old.info.tags.get(TraceTagKey.SPANS_LOCATION)}")
+    if [span.name for span in old.data.spans] != ["verify_archived"] or old.data.spans[0].outputs != {
+        "answer": "archived"
+    }:
+        problems.append(f"trace {traces['old']} reads back as {[span.name for span in old.data.spans]}")
+    if new.info.tags.get(TraceTagKey.SPANS_LOCATION) != SpansLocation.TRACKING_STORE.value:
+        problems.append(f"trace {traces['new']}, younger than the retention, moved too")
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "archive_location": old.info.tags.get(TraceTagKey.ARCHIVE_LOCATION),
+        "waited": round(time.monotonic() - started, 1),
     }
 
 
@@ -715,6 +770,10 @@ def main() -> int:
         result = judge(client, base_url=third)
     elif action == "prompts":
         result = prompts(client)
+    elif action == "archival-log":
+        result = archival_log(client)
+    elif action == "archival-check":
+        result = archival_check(client, json.loads(third))
     elif action == "write":
         state = write(client)
         with open(third, "w", encoding="utf-8") as handle:

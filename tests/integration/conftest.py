@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mlflow_ansible.api import run_testbed
-from mlflow_ansible.docker_check import check_docker, containers_with_label
+from mlflow_ansible.docker_check import check_docker
 from mlflow_ansible.errors import DockerUnavailableError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,12 +39,6 @@ def docker_engine() -> str:
         pytest.skip(f"integration tests need Docker: {exc}")
 
 
-def localhost_inventory() -> dict:
-    return {
-        "all": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
-    }
-
-
 def child_environ(tmp_path: Path, **secret_vars: str) -> dict[str, str]:
     """This environment without the developer's own MLFLOW_ANSIBLE_VAR_*, with a private state directory."""
     environ = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_ANSIBLE_")}
@@ -66,47 +57,6 @@ def ca_path() -> str:
 def environ_for(tmp_path):
     """child_environ bound to this test's temporary directory."""
     return lambda **secret_vars: child_environ(tmp_path, **secret_vars)
-
-
-@dataclass
-class Testbed:
-    name: str
-    db_password: str
-    ca_bundle: str
-
-    @property
-    def vm(self) -> str:
-        return f"{self.name}-vm"
-
-
-@pytest.fixture(scope="module")
-def testbed(tmp_path_factory) -> Iterator[Testbed]:
-    """A testbed of our own (unique name), created and removed through the wrapper's runner."""
-    bed = Testbed(
-        name=f"pytest-cli-{uuid.uuid4().hex[:6]}", db_password=secrets.token_urlsafe(18), ca_bundle=ca_bundle()
-    )
-    work = tmp_path_factory.mktemp("testbed")
-    created = run_testbed(
-        localhost_inventory(),
-        extra_vars={
-            "testbed_state": "present",
-            "testbed_name": bed.name,
-            "testbed_vms": [{"name": "vm", "image": "mlflow-ansible/debian:12"}],
-            "testbed_ca_bundle": bed.ca_bundle,
-        },
-        environ=child_environ(work, testbed_db_password=bed.db_password),
-    )
-    try:
-        assert created.ok, (created.failures, created.error)
-        yield bed
-    finally:
-        removed = run_testbed(
-            localhost_inventory(),
-            extra_vars={"testbed_state": "absent", "testbed_name": bed.name},
-            environ=child_environ(work),
-        )
-        assert removed.ok, (removed.failures, removed.error)
-        assert containers_with_label(f"mlflow-ansible.testbed={bed.name}") == []
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """`sandbox up`, a run logged from the host through the printed URL, the UI in a browser, the differential
-conformance suite against the plain recipe's server, `sandbox status`, `sandbox down`."""
+conformance suite against the plain recipe's server, `deploy`, `verify` and `status` through the CLI
+against the sandbox's VM, `sandbox status`, `sandbox down`. One testbed for all of it: each more is a
+VM and a cold deploy on a 2-core machine."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,6 +23,7 @@ import pytest
 from ui_browser import check_ui
 
 from mlflow_ansible.docker_check import containers_with_label
+from mlflow_ansible.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +71,54 @@ print(json.dumps({"metrics": fetched.data.metrics, "params": fetched.data.params
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _cli(*args: str, environ: dict[str, str], timeout: int = 900) -> tuple[int, dict, str]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlflow_ansible", *args, "--json"],
+        cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    print(f"{' '.join(args[:1])}: exit {proc.returncode} in {time.monotonic() - started:.0f} s")
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON on stdout (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.returncode, result, proc.stdout + proc.stderr
+
+
+def _deploy_verify_status_through_the_cli(name: str, url: str, environ: dict[str, str], environ_for,
+                                          tmp_path: Path, db_password: str) -> None:
+    """`python -m mlflow_ansible deploy|verify|status --json` against the sandbox's VM with the inventory it
+    was deployed with (Sandbox.inventory): the deploy changes nothing, the canary passes with and without
+    the accelerator, the database password travels through the environment only."""
+    inventory = tmp_path / "sandbox-hosts.json"
+    inventory.write_text(json.dumps(Sandbox(name, environ).inventory()))
+    with_password = environ_for(cloudsql_client_password=db_password)
+
+    code, deployed, output = _cli("deploy", "-i", str(inventory), environ=with_password)
+    assert code == 0, (deployed["failures"], deployed["error"])
+    assert deployed["ok"] and deployed["exit_code"] == 0 and deployed["action"] == "deploy"
+    assert deployed["changed"] == 0 and deployed["hosts"]["vm"]["changed"] == 0  # idempotent after `sandbox up`
+    assert deployed["failed"] == 0 and deployed["unreachable"] == 0 and deployed["failures"] == []
+    assert deployed["tracking_urls"] == {"vm": url} == {"vm": deployed["tracking_url"]}
+    assert deployed["canary"]["vm"]["ok"] is True and deployed["canary"]["vm"]["version"] == "3.17.2"
+    assert deployed["elapsed"] > 0 and deployed["rc"] == 0
+    assert deployed["command"][0].endswith("ansible-playbook")
+    assert deployed["command"][-1].endswith("playbooks/site.yml")
+    assert db_password not in output and db_password not in " ".join(deployed["command"])
+    assert deployed["accelerator"].startswith("mitogen "), deployed["accelerator"]  # the short `docker` connection
+    assert not any("strategy plugins" in warning for warning in deployed["warnings"])
+
+    # The same canary with ansible-core's plain strategy.
+    code, verified, _ = _cli("verify", "-i", str(inventory), "--no-accelerate", environ=environ_for())
+    assert code == 0, (verified["failures"], verified["error"])
+    assert verified["canary"]["vm"]["ok"] is True and verified["changed"] == 0
+    assert verified["accelerator"] == "off (--no-accelerate)" and verified["accelerator_notes"] == []
+
+    code, status, _ = _cli("status", "-i", str(inventory), environ=environ_for())
+    assert code == 0, (status["failures"], status["error"])
+    assert status["status"]["vm"] == {"service": "active", "healthy": True, "version": "3.17.2", "url": url}
 
 
 def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path, plain_server):
@@ -122,6 +174,8 @@ def test_sandbox_up_log_a_run_status_down(tmp_path, environ_for, ca_path, plain_
         )
         assert conformance.returncode == 0, conformance.stdout[-6000:] + conformance.stderr[-2000:]
         assert " passed" in conformance.stdout and " skipped" not in conformance.stdout, conformance.stdout[-2000:]
+
+        _deploy_verify_status_through_the_cli(name, url, environ, environ_for, tmp_path, state["db_password"])
 
         status = _sandbox("status", "--name", name, environ=environ, timeout=120)
         assert status.returncode == 0, status.stdout + status.stderr

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from preflight_cases import CORE_CASES, FIREWALL_CASES, GOOD, KEY_CASES, PROXY_CASES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,36 +67,124 @@ def loopback_database_port() -> Iterator[int]:
     server.close()
 
 
+def _write_inventory(path: Path, hosts: dict[str, dict], common: dict) -> None:
+    """Every host is this controller (local connection); common holds the group's variables."""
+    path.write_text(json.dumps({
+        "all": {"vars": common, "children": {"mlflow_servers": {"hosts": {
+            name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **own}
+            for name, own in hosts.items()
+        }}}},
+    }))
+
+
 @pytest.fixture(scope="session")
 def run_site(tmp_path_factory, loopback_database_port):
-    """Run site.yml (or another playbook) in check mode against localhost with the given variables."""
+    """Run site.yml (or another playbook) in check mode against localhost with the given variables.
+
+    The good inputs are the inventory group's variables, each test's overrides the host's own (so that
+    one run can hold many hosts, each with inputs of its own: ``run_site_hosts``)."""
     work = tmp_path_factory.mktemp("preflight")
     counter = iter(range(1000))
 
     def run(overrides: dict | None = None, drop: tuple[str, ...] = (), supported_os: dict | None = None,
-            playbook: Path | None = None, hosts: dict[str, dict] | None = None) -> PlayResult:
+            playbook: Path | None = None, hosts: dict[str, dict] | None = None, common: dict | None = None,
+            callback: str | None = None) -> PlayResult:
         """``hosts``: the inventory's hosts and their own variables, every one this controller (checks across hosts)."""
         number = next(counter)
         inventory = work / f"inventory-{number}.yml"
-        inventory.write_text(json.dumps({
-            "all": {"children": {"mlflow_servers": {"hosts": {
-                name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **own}
-                for name, own in (hosts or {"controller": {}}).items()
-            }}}},
-        }))
         variables = {k: v for k, v in GOOD_VARS.items() if k not in drop}
         variables["cloudsql_client_port"] = loopback_database_port
-        variables.update(overrides or {})
-        variables["_python_supported_distributions"] = supported_os or _controller_os()
+        variables.update(common or {})
+        _write_inventory(inventory, {name: {**own, **(overrides or {})}
+                                     for name, own in (hosts or {"controller": {}}).items()}, variables)
+        # A role variable (vars/main.yml ranks above the inventory): only extra vars override it.
         extra = work / f"vars-{number}.json"
-        extra.write_text(json.dumps(variables))
+        extra.write_text(json.dumps({"_python_supported_distributions": supported_os or _controller_os()}))
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+        if callback:
+            env["ANSIBLE_STDOUT_CALLBACK"] = callback
         proc = subprocess.run(
             [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "-e", f"@{extra}",
              "--check", "--tags", "preflight", str(playbook or REPO / "site.yml")],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
         )
         return PlayResult(proc.returncode, proc.stdout + proc.stderr)
 
     return run
+
+
+@dataclass
+class HostOutcome:
+    """One host of a batched run: its last failed task (the one that stopped it) with its message, and whether
+    it got past the preflight."""
+    failed_task: str | None
+    message: str
+    deployed: bool
+
+
+def host_outcomes(result: PlayResult) -> dict[str, HostOutcome]:
+    """Per host, from the ansible.posix.json callback's output of a run."""
+    report = json.loads(result.output[result.output.index("{"):])
+    outcomes: dict[str, HostOutcome] = {}
+    for play in report["plays"]:
+        deploy = play["play"]["name"] != "Preflight"
+        for task in play["tasks"]:
+            for host, outcome in task["hosts"].items():
+                seen = outcomes.setdefault(host, HostOutcome(None, "", False))
+                if deploy:
+                    seen.deployed = True
+                # The last failure stopped the host (one before may have been rescued).
+                if outcome.get("failed"):
+                    seen.failed_task = task["task"]["name"]
+                    # A loop's own message only says "One or more items failed": the items' follow.
+                    items = [item.get("msg", item) for item in outcome.get("results", []) if item.get("failed")]
+                    seen.message = json.dumps([outcome.get("msg", outcome), *items])
+    return outcomes
+
+
+@pytest.fixture(scope="session")
+def run_site_hosts(run_site):
+    """One check-mode run of site.yml with many hosts, each with inputs of its own: ({host: HostOutcome}, output)."""
+    def run(hosts: dict[str, dict], common: dict | None = None) -> tuple[dict[str, HostOutcome], str]:
+        result = run_site(hosts=hosts, common=common, callback="ansible.posix.json")
+        return host_outcomes(result), result.output
+
+    return run
+
+
+def _key_file(directory: Path, content) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "key.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+# Every host of a batch shares one database: only its periodic-jobs check would fail them all.
+BATCH_COMMON = {"tracking_server_job_periodic_tasks": False}
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(run_site_hosts, tmp_path_factory):
+    """One run of site.yml for every bad case of preflight_cases.py: a host per case with its own bad input,
+    and one host with good inputs (the control). Every host's preflight runs to its own first error."""
+    keys = tmp_path_factory.mktemp("keys")
+    hosts = {name: overrides for name, overrides, _ in CORE_CASES + PROXY_CASES}
+    hosts.update({name: {variable: ranges} for name, variable, ranges, _ in FIREWALL_CASES})
+    for name, content, _ in KEY_CASES:
+        hosts[f"key-{name}"] = {"gcs_credentials_mode": "key_file",
+                                "gcs_credentials_key_file": _key_file(keys / name, content)}
+    hosts["key-missing"] = {"gcs_credentials_mode": "key_file", "gcs_credentials_key_file": str(keys / "nope.json")}
+    # The connection check is real: a loopback port where nothing listens fails it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        hosts["closed-port"] = {"cloudsql_client_port": probe.getsockname()[1], "cloudsql_client_connect_timeout": 1}
+    hosts["control"] = {}
+    return run_site_hosts(hosts, common=BATCH_COMMON)
+
+
+@pytest.fixture(scope="session")
+def good_inputs(run_site_hosts):
+    """One run of site.yml whose hosts all have good inputs (preflight_cases.GOOD): each must reach the
+    deploy play (check mode)."""
+    return run_site_hosts(GOOD, common=BATCH_COMMON)

@@ -1,6 +1,7 @@
 """firewall: the nftables ruleset puts each range in the set of its address family, and a /0 range is
 refused whatever its address part. Renders roles/firewall/templates/mlflow-ansible.nft.j2 with
-ansible-core's own template module on the controller; the preflight cases use run_site (conftest.py)."""
+ansible-core's own template module on the controller; the preflight cases are hosts of the batched
+runs (conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from preflight_cases import FIREWALL_CASES
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "roles" / "firewall" / "templates" / "mlflow-ansible.nft.j2"
@@ -67,20 +69,16 @@ def test_an_empty_family_leaves_its_set_empty(tmp_path):
     assert "tcp dport { 443 } ip saddr @https_v4 accept" in ruleset
 
 
-@pytest.mark.parametrize(("variable", "ranges", "refusal"), [
-    ("firewall_https_cidrs", ["10.0.0.0/8", "0.0.0.0/0"], "admits 0.0.0.0/0"),
-    ("firewall_ssh_cidrs", ["10.0.0.0/8", "::/0"], "admits 0.0.0.0/0"),
-    ("firewall_ssh_cidrs", ["0.0.0.0/00"], "admits 0.0.0.0/0"),
-    # A zero prefix with host bits does not even parse as a range.
-    ("firewall_https_cidrs", ["192.168.1.1/0"], "has entries that are not CIDR ranges"),
-])
-def test_a_zero_prefix_is_the_world(run_site, variable, ranges, refusal):
-    result = run_site({variable: ranges})
-    assert result.rc != 0
-    assert f"{variable} {refusal}" in result.output, result.output[-3000:]
-    assert not result.deploy_started
+@pytest.mark.xdist_group("bad-inputs")
+@pytest.mark.parametrize(("host", "variable", "refusal"), [(c[0], c[1], c[3]) for c in FIREWALL_CASES],
+                         ids=[c[0] for c in FIREWALL_CASES])
+def test_a_zero_prefix_is_the_world(bad_inputs, host, variable, refusal):
+    outcomes, _ = bad_inputs
+    assert f"{variable} {refusal}" in outcomes[host].message, outcomes[host]
+    assert not outcomes[host].deployed
 
 
-def test_a_narrow_range_is_not_mistaken_for_the_world(run_site):
-    result = run_site({"firewall_https_cidrs": ["10.0.0.0/8", "10.1.0.0/16"], "firewall_ssh_cidrs": ["fd00::/8"]})
-    assert result.rc == 0, result.output[-3000:]
+@pytest.mark.xdist_group("good-inputs")
+def test_a_narrow_range_is_not_mistaken_for_the_world(good_inputs):
+    outcomes, output = good_inputs
+    assert outcomes["fw-narrow"].failed_task is None and outcomes["fw-narrow"].deployed, output[-3000:]

@@ -296,3 +296,22 @@ def test_rotate_kek_is_the_site_playbook_with_its_action(tmp_path):
     assert (job.playbook.parent / "rotate-kek.yml").is_file()
     with pytest.raises(api.ValidationError, match="mlflow_ansible_action"):
         api.prepare("rotate-kek", str(inventory), extra_vars=["mlflow_ansible_action=deploy"])
+
+
+def test_the_sandbox_inventory_is_the_one_it_was_deployed_with(tmp_path):
+    """Sandbox.inventory: what `sandbox up` deployed with, for actions against the sandbox; no secret in it."""
+    from mlflow_ansible.errors import SandboxError
+    from mlflow_ansible.sandbox import Sandbox, SandboxState
+
+    sandbox = Sandbox("inv-test", {"XDG_STATE_HOME": str(tmp_path)})
+    with pytest.raises(SandboxError, match="no sandbox inv-test is recorded"):
+        sandbox.inventory()
+    state = SandboxState(name="inv-test", port=8443, db_password="secret-db-password-0123", ca_bundle="",
+                         created="2026-12-02T00:00:00+00:00")
+    sandbox._save_state(state)
+    inventory = sandbox.inventory()
+    assert inventory == sandbox.inventory(state)
+    group = inventory["all"]["children"]["mlflow_servers"]
+    assert group["hosts"]["vm"]["ansible_host"] == "inv-test-vm"
+    assert group["vars"]["tracking_server_public_url"] == "https://127.0.0.1:8443"
+    assert "secret-db-password-0123" not in json.dumps(inventory)

@@ -41,6 +41,23 @@ def http(method, url, headers=None, body=None, auth=None):
         return exc.code, exc.read(), dict(exc.headers)
 
 
+def internal_token():
+    """The token MLflow's server hands its job runner (_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN), read as root
+    from the environment of one of its processes."""
+    import glob
+
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(path, "rb") as handle:
+                variables = handle.read().split(b"\0")
+        except OSError:
+            continue
+        for variable in variables:
+            if variable.startswith(b"_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN="):
+                return variable.split(b"=", 1)[1].decode()
+    return ""
+
+
 def main():
     cfg = json.load(sys.stdin)
     admin, reader = tuple(cfg["admin"]), tuple(cfg["reader"])
@@ -99,6 +116,24 @@ def main():
     probe("forged identity header straight to MLflow", 401,
           http("GET", DIRECT + search, headers={"X-Mlflow-Iap-User": "admin",
                                                 "X-Mlflow-Ansible-Proxy-Token": "guess"})[0])
+
+    # The server's jobs call the AI Gateway's routes (/gateway/) as the jobs identity, or with MLflow's
+    # per-start token for the user who started them (mlflow_ansible_auth.py): both pass there (404: no
+    # such endpoint, after authentication) and are refused everywhere else.
+    chat = {"model": "secure-probe-missing-endpoint", "messages": [{"role": "user", "content": "hello"}]}
+    jobs = tuple(cfg["jobs"])
+    probe("jobs identity on the AI Gateway", 404, http("POST", DIRECT + "/gateway/mlflow/v1/chat/completions",
+                                                        auth=jobs, body=chat)[0])
+    probe("jobs identity on the API", 401, http("GET", DIRECT + search, auth=jobs)[0])
+    probe("jobs identity, wrong password, on the AI Gateway", 401,
+          http("POST", DIRECT + "/gateway/mlflow/v1/chat/completions", auth=(jobs[0], jobs[1] + "x"), body=chat)[0])
+    token = internal_token()
+    probe("MLflow's job token found in the server's environment", True, bool(token))
+    probe("MLflow's job token for a user on the AI Gateway", 404,
+          http("POST", DIRECT + "/gateway/mlflow/v1/chat/completions", auth=(reader[0], token), body=chat)[0])
+    probe("MLflow's job token on the API", 401, http("GET", DIRECT + search, auth=(admin[0], token))[0])
+    probe("MLflow's job token on the UI's job API", 401,
+          http("GET", DIRECT + "/ajax-api/3.0/jobs/0", auth=(admin[0], token))[0])
 
     http("POST", DIRECT + "/api/2.0/mlflow/registered-models/create", auth=admin, body={"name": "secure-probe-model"})
     status, body, _ = http("POST", DIRECT + "/api/2.0/mlflow/model-versions/create", auth=admin,
