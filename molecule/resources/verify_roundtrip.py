@@ -403,6 +403,8 @@ JUDGE_TRACES = (
 # (genai/scorers/online/trace_checkpointer.py): one trace begins this long ago, so that the next
 # scheduler pass (every minute) takes it.
 ONLINE_BACKDATE_SECONDS = 10 * 60
+# How long after the first online assessment the judge action looks for a second one.
+ONLINE_DUPLICATE_WAIT_SECONDS = 20
 
 
 def ajax(client: MlflowClient, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -549,8 +551,14 @@ def judge_online(client: MlflowClient, online, trace_id: str, started: float, mo
         if found or time.time() - started >= wait:
             break
         time.sleep(3)
+    if found:
+        # A second scheduler (another replica's) scoring the same trace would land within seconds.
+        time.sleep(ONLINE_DUPLICATE_WAIT_SECONDS)
+        found = [a for a in client.get_trace(trace_id).info.assessments or [] if a.name == online.name]
     first = found[0] if found else None
     problems = []
+    if len(found) > 1:
+        problems.append(f"online scoring put {len(found)} {online.name} on trace {trace_id}: it was scored twice")
     if first is None:
         problems.append(f"online scoring put no {online.name} on trace {trace_id} within {wait:.0f} s")
     elif first.error is not None:
