@@ -1,14 +1,16 @@
 """The MLflow UI in a real browser: Debian's chromium driven by Playwright's sync API.
 
-`check_ui(url, username, password, artifacts_dir)` creates, through the REST API, an experiment holding a run
-(a param, a metric, a text artifact, a trace), a registered model version and a prompt; then opens the UI's pages
-that show them, logged in with basic auth, and creates a prompt from the UI's "Create prompt" dialog. It raises
+`check_ui(url, username, password, artifacts_dir, headers=None)` creates, through the REST API, an experiment
+holding a run (a param, a metric, a text artifact, a trace), a registered model version and a prompt; then opens
+the UI's pages that show them, logged in with basic auth (or as the user the headers name: Google IAP's signed
+header), and creates a prompt from the UI's "Create prompt" dialog. It raises
 AssertionError when a page lacks what it should show, on any console error, failed request or HTTP error response
 not allowed below (ALLOWED_CONSOLE_ERRORS, ALLOWED_RESPONSES, ALLOWED_FAILED_REQUESTS, each rule with its reason),
 and when the API does not hold the prompt made in the UI. A pass through the UI broken by a change of the host's
 network (NETWORK_CHANGED) is done again. One screenshot per page goes to artifacts_dir.
 
 Needs `playwright` (the test extra) and /usr/bin/chromium (scripts/setup installs both); no `playwright install`.
+`python ui_browser.py URL ARTIFACTS_DIR` runs it from the command line (main()).
 """
 
 from __future__ import annotations
@@ -93,10 +95,12 @@ class _Api:
     browser runs with ignore_https_errors too. The environment is not trusted: REQUESTS_CA_BUNDLE would override
     verify=False, and a proxy from HTTPS_PROXY has no business between this host and its loopback sandbox."""
 
-    def __init__(self, url: str, username: str, password: str) -> None:
+    def __init__(self, url: str, username: str | None, password: str | None, headers: dict[str, str]) -> None:
         self.url = url.rstrip("/")
         self.session = requests.Session()
-        self.session.auth = (username, password)
+        if username is not None:
+            self.session.auth = (username, password or "")
+        self.session.headers.update(headers)
         self.session.verify = False
         self.session.trust_env = False
 
@@ -459,14 +463,11 @@ def _check_prompt_through_api(api: _Api, seed: _Seed, name: str) -> None:
 
 
 def _attempt(
-    browser: Browser, url: str, username: str, password: str, pages_dir: Path, seed: _Seed, prompt_name: str
+    browser: Browser, url: str, identity: dict, pages_dir: Path, seed: _Seed, prompt_name: str
 ) -> tuple[_Pages, _Watch, dict, AssertionError | None]:
-    """One pass through the UI in a fresh browser context (a new profile: no cookies, no local storage)."""
-    context = browser.new_context(
-        http_credentials={"username": username, "password": password},
-        ignore_https_errors=True,
-        viewport={"width": 1600, "height": 1000},
-    )
+    """One pass through the UI in a fresh browser context (a new profile: no cookies, no local storage).
+    identity: Playwright's context options that carry who the user is (basic auth or headers)."""
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1600, "height": 1000}, **identity)
     watch = _Watch()
     watch.attach(context)
     pages = _Pages(context.new_page(), url, pages_dir, watch)
@@ -487,15 +488,23 @@ def _attempt(
     return pages, watch, counts, failure
 
 
-def check_ui(url: str, username: str, password: str, artifacts_dir: Path) -> dict:
+def check_ui(url: str, username: str | None, password: str | None, artifacts_dir: Path,
+             headers: dict[str, str] | None = None) -> dict:
     """Seed data through the API, then check the UI shows it in chromium; see the module's docstring.
+
+    The user logs in with basic auth (username, password), or is who the headers say (the browser sends them
+    with every request, as Google IAP's proxy does its signed header: username None).
 
     Returns what was seen: each page (its URL, seconds until it showed what it must, its screenshot), counts,
     requests and console messages by type, what was allowed and why, and the retries (see NETWORK_CHANGED)."""
     started = time.monotonic()
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    api = _Api(url, username, password)
+    headers = dict(headers or {})
+    identity: dict[str, Any] = {"extra_http_headers": headers} if headers else {}
+    if username is not None:
+        identity["http_credentials"] = {"username": username, "password": password or ""}
+    api = _Api(url, username, password, headers)
     seed = _seed(api)
     retries: list[str] = []
 
@@ -506,7 +515,7 @@ def check_ui(url: str, username: str, password: str, artifacts_dir: Path) -> dic
                 prompt_name = f"{seed.ui_prompt_name}-{attempt}"
                 pages_dir = artifacts_dir if attempt == 1 else artifacts_dir / f"attempt-{attempt}"
                 pages_dir.mkdir(exist_ok=True)
-                pages, watch, counts, failure = _attempt(browser, url, username, password, pages_dir, seed, prompt_name)
+                pages, watch, counts, failure = _attempt(browser, url, identity, pages_dir, seed, prompt_name)
                 if failure is None:
                     try:
                         _check_prompt_through_api(api, seed, prompt_name)
@@ -539,3 +548,26 @@ def check_ui(url: str, username: str, password: str, artifacts_dir: Path) -> dic
         "seed_seconds": seed.timings["seed"],
         "seconds": round(time.monotonic() - started, 2),
     }
+
+
+def main() -> int:
+    """python ui_browser.py URL ARTIFACTS_DIR: check_ui from the command line (molecule secure, IAP mode).
+    Who the user is comes from the environment only: UI_BROWSER_USERNAME and UI_BROWSER_PASSWORD, or
+    UI_BROWSER_HEADERS (a JSON object of headers). Prints the result as JSON; exit 1 when the check fails."""
+    import os
+    import sys
+
+    url, artifacts_dir = sys.argv[1:3]
+    headers = json.loads(os.environ.get("UI_BROWSER_HEADERS", "{}"))
+    try:
+        seen = check_ui(url, os.environ.get("UI_BROWSER_USERNAME"), os.environ.get("UI_BROWSER_PASSWORD"),
+                        Path(artifacts_dir), headers=headers)
+    except AssertionError as exc:
+        print(json.dumps({"ok": False, "error": str(exc)}))
+        return 1
+    print(json.dumps({"ok": True, **seen}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

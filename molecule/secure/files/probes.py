@@ -129,7 +129,10 @@ def main():
           http("POST", DIRECT + "/gateway/mlflow/v1/chat/completions", auth=(jobs[0], jobs[1] + "x"), body=chat)[0])
     token = internal_token()
     probe("MLflow's job token found in the server's environment", True, bool(token))
-    probe("MLflow's job token for a user on the AI Gateway", 404,
+    probe("MLflow's job token for the admin on the AI Gateway", 404,
+          http("POST", DIRECT + "/gateway/mlflow/v1/chat/completions", auth=(admin[0], token), body=chat)[0])
+    # Authenticated as the reader (403, not 401), who may use no endpoint: the job acts as its user.
+    probe("MLflow's job token for the reader on the AI Gateway", 403,
           http("POST", DIRECT + "/gateway/mlflow/v1/chat/completions", auth=(reader[0], token), body=chat)[0])
     probe("MLflow's job token on the API", 401, http("GET", DIRECT + search, auth=(admin[0], token))[0])
     probe("MLflow's job token on the UI's job API", 401,
