@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,22 @@ def run_site_hosts(run_site):
     return run
 
 
+def _once_per_session(tmp_path_factory, name: str, compute):
+    """compute() once for the whole test session, whichever pytest-xdist worker asks first (the others wait
+    for it and read its answer): each batched run is one ansible-playbook, not one per worker."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers
+    answer = root / f"{name}.json"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not answer.exists():
+            outcomes, output = compute(root / name)
+            answer.write_text(json.dumps([{host: asdict(outcome) for host, outcome in outcomes.items()}, output]))
+    outcomes, output = json.loads(answer.read_text())
+    return {host: HostOutcome(**outcome) for host, outcome in outcomes.items()}, output
+
+
 def _key_file(directory: Path, content) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "key.json"
@@ -168,23 +185,27 @@ BATCH_COMMON = {"tracking_server_job_periodic_tasks": False}
 def bad_inputs(run_site_hosts, tmp_path_factory):
     """One run of site.yml for every bad case of preflight_cases.py: a host per case with its own bad input,
     and one host with good inputs (the control). Every host's preflight runs to its own first error."""
-    keys = tmp_path_factory.mktemp("keys")
-    hosts = {name: overrides for name, overrides, _ in CORE_CASES + PROXY_CASES}
-    hosts.update({name: {variable: ranges} for name, variable, ranges, _ in FIREWALL_CASES})
-    for name, content, _ in KEY_CASES:
-        hosts[f"key-{name}"] = {"gcs_credentials_mode": "key_file",
-                                "gcs_credentials_key_file": _key_file(keys / name, content)}
-    hosts["key-missing"] = {"gcs_credentials_mode": "key_file", "gcs_credentials_key_file": str(keys / "nope.json")}
-    # The connection check is real: a loopback port where nothing listens fails it.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        hosts["closed-port"] = {"cloudsql_client_port": probe.getsockname()[1], "cloudsql_client_connect_timeout": 1}
-    hosts["control"] = {}
-    return run_site_hosts(hosts, common=BATCH_COMMON)
+    def compute(work: Path):
+        keys = work / "keys"
+        hosts = {name: overrides for name, overrides, _ in CORE_CASES + PROXY_CASES}
+        hosts.update({name: {variable: ranges} for name, variable, ranges, _ in FIREWALL_CASES})
+        for name, content, _ in KEY_CASES:
+            hosts[f"key-{name}"] = {"gcs_credentials_mode": "key_file",
+                                    "gcs_credentials_key_file": _key_file(keys / name, content)}
+        hosts["key-missing"] = {"gcs_credentials_mode": "key_file", "gcs_credentials_key_file": str(keys / "nope.json")}
+        # The connection check is real: a loopback port where nothing listens fails it.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            hosts["closed-port"] = {"cloudsql_client_port": probe.getsockname()[1],
+                                    "cloudsql_client_connect_timeout": 1}
+        hosts["control"] = {}
+        return run_site_hosts(hosts, common=BATCH_COMMON)
+
+    return _once_per_session(tmp_path_factory, "bad-inputs", compute)
 
 
 @pytest.fixture(scope="session")
-def good_inputs(run_site_hosts):
+def good_inputs(run_site_hosts, tmp_path_factory):
     """One run of site.yml whose hosts all have good inputs (preflight_cases.GOOD): each must reach the
     deploy play (check mode)."""
-    return run_site_hosts(GOOD, common=BATCH_COMMON)
+    return _once_per_session(tmp_path_factory, "good-inputs", lambda work: run_site_hosts(GOOD, common=BATCH_COMMON))

@@ -10,7 +10,6 @@ import pytest
 from preflight_cases import GOOD, PROXY_CASES
 
 
-@pytest.mark.xdist_group("bad-inputs")
 @pytest.mark.parametrize(("host", "message"), [(c[0], c[2]) for c in PROXY_CASES], ids=[c[0] for c in PROXY_CASES])
 def test_bad_proxy_input_is_rejected_before_any_change(bad_inputs, host, message):
     outcomes, _ = bad_inputs
@@ -19,7 +18,6 @@ def test_bad_proxy_input_is_rejected_before_any_change(bad_inputs, host, message
     assert not outcome.deployed
 
 
-@pytest.mark.xdist_group("good-inputs")
 @pytest.mark.parametrize("host", sorted(name for name in GOOD if name.startswith("proxy-")))
 def test_good_proxy_input_passes_preflight(good_inputs, host):
     """The control cases: the same runner lets valid proxy settings through to the deploy play."""

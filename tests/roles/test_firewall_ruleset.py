@@ -69,7 +69,6 @@ def test_an_empty_family_leaves_its_set_empty(tmp_path):
     assert "tcp dport { 443 } ip saddr @https_v4 accept" in ruleset
 
 
-@pytest.mark.xdist_group("bad-inputs")
 @pytest.mark.parametrize(("host", "variable", "refusal"), [(c[0], c[1], c[3]) for c in FIREWALL_CASES],
                          ids=[c[0] for c in FIREWALL_CASES])
 def test_a_zero_prefix_is_the_world(bad_inputs, host, variable, refusal):
@@ -78,7 +77,6 @@ def test_a_zero_prefix_is_the_world(bad_inputs, host, variable, refusal):
     assert not outcomes[host].deployed
 
 
-@pytest.mark.xdist_group("good-inputs")
 def test_a_narrow_range_is_not_mistaken_for_the_world(good_inputs):
     outcomes, output = good_inputs
     assert outcomes["fw-narrow"].failed_task is None and outcomes["fw-narrow"].deployed, output[-3000:]

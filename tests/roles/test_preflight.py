@@ -18,7 +18,6 @@ def _flat(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("\\n", " "))
 
 
-@pytest.mark.xdist_group("bad-inputs")
 @pytest.mark.parametrize(("host", "message"), [(c[0], c[2]) for c in CORE_CASES], ids=[c[0] for c in CORE_CASES])
 def test_bad_input_is_rejected_before_any_change(bad_inputs, host, message):
     outcomes, _ = bad_inputs
@@ -28,7 +27,6 @@ def test_bad_input_is_rejected_before_any_change(bad_inputs, host, message):
     assert not outcome.deployed
 
 
-@pytest.mark.xdist_group("bad-inputs")
 @pytest.mark.parametrize(("host", "message"), [(f"key-{c[0]}", c[2]) for c in KEY_CASES], ids=[c[0] for c in KEY_CASES])
 def test_invalid_key_file(bad_inputs, host, message):
     outcomes, output = bad_inputs
@@ -39,7 +37,6 @@ def test_invalid_key_file(bad_inputs, host, message):
     assert not outcome.deployed
 
 
-@pytest.mark.xdist_group("bad-inputs")
 def test_one_bad_host_stops_every_host(bad_inputs):
     """The control host's inputs are good: the preflight play's last task stops it because the others failed,
     naming them, and nothing is deployed anywhere."""
@@ -68,7 +65,6 @@ def test_unsupported_os(run_site):
     assert not result.deploy_started
 
 
-@pytest.mark.xdist_group("good-inputs")
 @pytest.mark.parametrize("host", sorted(GOOD))
 def test_good_input_passes_preflight(good_inputs, host):
     outcomes, output = good_inputs
@@ -80,7 +76,6 @@ ROLES = ("python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_cli
          "tracking_server", "tls_proxy", "firewall")
 
 
-@pytest.mark.xdist_group("good-inputs")
 def test_the_deploy_play_does_not_run_the_preflight_again(good_inputs):
     """The preflight play checked every role; each role's own preflight include is skipped in the deploy play."""
     report = json.loads(good_inputs[1][good_inputs[1].index("{"):])
@@ -106,7 +101,6 @@ def test_a_role_used_on_its_own_runs_its_preflight(run_site, tmp_path):
         result.output[-3000:]
 
 
-@pytest.mark.xdist_group("bad-inputs")
 def test_a_missing_key_file_or_an_unreachable_database(bad_inputs):
     outcomes, _ = bad_inputs
     assert re.search(r"gcs_credentials_key_file is not usable: .*nope.json does not exist",
