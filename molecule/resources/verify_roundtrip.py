@@ -24,7 +24,8 @@
         the chat completion only, through an endpoint made before (after a key rotation, a
         restart, a new KEK passphrase): fails when the reply is not the LLM's
     verify_roundtrip.py archival-log URL -
-        MLflow's trace archival: a trace begun 10 minutes ago and one begun now; prints their ids
+        MLflow's trace archival: a trace begun 10 minutes ago ($VERIFY_ARCHIVAL_BACKDATE seconds) and
+        one begun now; prints their ids
     verify_roundtrip.py archival-check URL '{"old": ID, "new": ID}'
         the old trace's spans are in the archive (waiting up to $VERIFY_ARCHIVAL_WAIT seconds for a
         pass) and read back through the server; the new one's are still in the database
@@ -719,9 +720,11 @@ ARCHIVAL_BACKDATE_SECONDS = 10 * 60
 
 
 def archival_log(client: MlflowClient) -> dict:
-    """A trace begun ARCHIVAL_BACKDATE_SECONDS ago and one begun now, in a new experiment."""
+    """A trace begun $VERIFY_ARCHIVAL_BACKDATE seconds ago (default ARCHIVAL_BACKDATE_SECONDS) and one begun
+    now, in a new experiment."""
     experiment = client.create_experiment(f"verify-archival-{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
-    begun = time.time_ns() - ARCHIVAL_BACKDATE_SECONDS * 10**9
+    backdate = int(os.environ.get("VERIFY_ARCHIVAL_BACKDATE", ARCHIVAL_BACKDATE_SECONDS))
+    begun = time.time_ns() - backdate * 10**9
     old = mlflow.start_span_no_context(name="verify_archived", span_type="CHAIN", inputs={"question": "old"},
                                        experiment_id=experiment, start_time_ns=begun)
     old.set_outputs({"answer": "archived"})

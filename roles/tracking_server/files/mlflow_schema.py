@@ -7,6 +7,8 @@ server's environment file (root-only), so it never appears on a command line.
     mlflow_schema.py --env-file /etc/mlflow/mlflow.env status
     mlflow_schema.py --env-file /etc/mlflow/mlflow.env upgrade
     mlflow_schema.py --head-file H --auth-head-file A --auth-config INI check
+    mlflow_schema.py --env-file F [--database AUTH_DB] [--auth-config INI --auth-head-file A]
+                     [--status --head-file H] prepare
 
 `check` is the unit's start guard (ExecStartPre): it reads the URI from its own
 environment (systemd loaded the EnvironmentFile) and exits 1 unless both databases are
@@ -288,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth-head-file", help="file holding the auth database's head revision (check)")
     parser.add_argument("--database", help="database name (ensure-database)")
     parser.add_argument("--auth-config", help="basic_auth.ini of the auth app (upgrade-auth)")
-    parser.add_argument("action", choices=["status", "upgrade", "ensure-database", "upgrade-auth", "check"])
+    parser.add_argument("--status", action="store_true", help="prepare: also read the backend schema's revision")
+    parser.add_argument(
+        "action", choices=["status", "upgrade", "ensure-database", "upgrade-auth", "prepare", "check"]
+    )
     args = parser.parse_args(argv)
 
     if args.action == "check":
@@ -321,6 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    if args.action == "prepare":
+        try:
+            print(json.dumps(prepare(engine, args)))
+            return 0
+        except Exception as exc:  # report any database error as JSON for the play
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")[:2000]}))
+            return 1
+        finally:
+            engine.dispose()
     if args.action == "ensure-database":
         try:
             print(json.dumps(ensure_database(engine, args.database)))
@@ -331,27 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
     try:
-        head = None
-        if args.action == "status" and args.head_file and os.path.exists(args.head_file):
-            with open(args.head_file, encoding="utf-8") as handle:
-                head = handle.read().strip() or None
-        before = quick_state(engine, head) if head else schema_state(engine)
-        result = {"before": before["current"], "head": before["head"], "action": "none"}
-        behind = before["empty"] or not before["complete"] or before["current"] != before["head"]
-        result["behind"] = behind
-        if args.action == "status" and args.auth_config:
-            auth_uri = auth_database_uri(args.auth_config)
-            auth_engine = sqlalchemy.create_engine(auth_uri, poolclass=sqlalchemy.pool.NullPool)
-            try:
-                result["auth_before"] = auth_revision(auth_engine)
-            finally:
-                auth_engine.dispose()
-            result["auth_head"] = read_head(args.auth_head_file)
-            result["auth_behind"] = result["auth_before"] != result["auth_head"]
-        if args.action == "upgrade" and behind:
-            with migration_lock(engine):  # migrate() re-reads the state: another host may have migrated meanwhile
-                result["action"] = migrate(engine)
-        result["after"] = (quick_state(engine, head) if head else schema_state(engine))["current"]
+        result = schema_status(engine, args.action, args.head_file if args.action == "status" else None,
+                               args.auth_config if args.action == "status" else None, args.auth_head_file)
     except Exception as exc:  # report any database error as JSON for the play
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")}))
         return 1
@@ -359,6 +354,46 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(json.dumps(result))
     return 0
+
+
+def schema_status(engine, action: str, head_file: str | None, auth_config: str | None,
+                  auth_head_file: str | None) -> dict:
+    """The backend schema's revision against the installed MLflow's head (read from head_file when
+    given), and the auth database's with auth_config; migrated first when action is upgrade."""
+    import sqlalchemy
+
+    head = read_head(head_file)
+    before = quick_state(engine, head) if head else schema_state(engine)
+    result = {"before": before["current"], "head": before["head"], "action": "none"}
+    behind = before["empty"] or not before["complete"] or before["current"] != before["head"]
+    result["behind"] = behind
+    if auth_config:
+        auth_engine = sqlalchemy.create_engine(auth_database_uri(auth_config), poolclass=sqlalchemy.pool.NullPool)
+        try:
+            result["auth_before"] = auth_revision(auth_engine)
+        finally:
+            auth_engine.dispose()
+        result["auth_head"] = read_head(auth_head_file)
+        result["auth_behind"] = result["auth_before"] != result["auth_head"]
+    if action == "upgrade" and behind:
+        with migration_lock(engine):  # migrate() re-reads the state: another host may have migrated meanwhile
+            result["action"] = migrate(engine)
+    result["after"] = (quick_state(engine, head) if head else schema_state(engine))["current"]
+    return result
+
+
+def prepare(engine, args) -> dict:
+    """In one process, what a deploy does before the server (re)starts: create the auth database when
+    missing (--database), bring it to MLflow's revision (--auth-config, its head from --auth-head-file),
+    and read the backend schema's revision (--status, its head from --head-file)."""
+    result = {}
+    if args.database:
+        result["auth_database"] = ensure_database(engine, args.database)
+    if args.auth_config:
+        result["auth_schema"] = upgrade_auth(args.auth_config, args.auth_head_file)
+    if args.status:
+        result["status"] = schema_status(engine, "status", args.head_file, None, None)
+    return result
 
 
 if __name__ == "__main__":
