@@ -153,3 +153,30 @@ def test_start_guard_refuses_a_schema_that_is_not_the_installed_one(server, tmp_
     env["MLFLOW_BACKEND_STORE_URI"] = f"sqlite:///{empty}"
     heads["head"].write_text("rev_old\n")
     assert "(none: no schema)" in helper("mlflow_schema.py", *args, env=env).stderr
+
+
+def test_prepare_reads_and_settles_both_databases_in_one_call(server, tmp_path):
+    """The deploy's one helper call: the auth database (created when missing on a server, skipped for
+    SQLite), brought to its head (nothing to do when current: MLflow is not even imported), and the
+    backend schema's revision against the installed head."""
+    heads = {name: tmp_path / name for name in ("head", "auth-head")}
+    heads["head"].write_text("rev_old\n")
+    heads["auth-head"].write_text("auth_old\n")
+    args = ["--env-file", server["env"], "--database", "mlflow_auth", "--auth-config", server["ini"],
+            "--auth-head-file", str(heads["auth-head"]), "--status", "--head-file", str(heads["head"]), "prepare"]
+    done = helper("mlflow_schema.py", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["auth_database"] == {"database": "mlflow_auth", "created": False,
+                                       "skipped": "no database server (sqlite)"}
+    assert answer["auth_schema"] == {"before": "auth_old", "after": "auth_old", "head": "auth_old", "action": "none"}
+    assert answer["status"]["before"] == "rev_old" and answer["status"]["behind"] is False
+
+    heads["head"].write_text("rev_new\n")  # a newer MLflow: the backend is behind, the play migrates it
+    behind = json.loads(helper("mlflow_schema.py", *args).stdout)
+    assert behind["status"]["behind"] is True and behind["status"]["head"] == "rev_new"
+
+    # Without --status (an artifacts-only server) no backend revision is read; without auth, no auth step.
+    only_auth = json.loads(helper("mlflow_schema.py", *args[:8], "prepare").stdout)
+    assert set(only_auth) == {"auth_database", "auth_schema"}
+    assert json.loads(helper("mlflow_schema.py", "--env-file", server["env"], "prepare").stdout) == {}
