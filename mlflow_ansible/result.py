@@ -225,7 +225,15 @@ class ResultBuilder:
         error = ""
         if rc not in (0, 2, 3) and not failures and not interrupted:
             error = _error_from_output(output or []) or "\n".join((output or [])[-5:])
-        exit_code = int(ExitCode.INTERRUPTED) if interrupted else ExitCode.from_ansible(rc)
+        exit_code = (
+            int(ExitCode.INTERRUPTED)
+            if interrupted
+            else ExitCode.from_ansible(
+                rc,
+                failed_hosts=sum(1 for stats in self.hosts.values() if stats.failed),
+                unreachable_hosts=sum(1 for stats in self.hosts.values() if stats.unreachable),
+            )
+        )
         if rc == 0 and not interrupted and not self.hosts:
             # ansible-playbook succeeds when no host matches (an inventory plugin that failed to parse, a
             # pattern that matches nothing); a deploy that ran nowhere is not a success.

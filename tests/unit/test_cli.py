@@ -315,3 +315,19 @@ def test_the_sandbox_inventory_is_the_one_it_was_deployed_with(tmp_path):
     assert group["hosts"]["vm"]["ansible_host"] == "inv-test-vm"
     assert group["vars"]["tracking_server_public_url"] == "https://127.0.0.1:8443"
     assert "secret-db-password-0123" not in json.dumps(inventory)
+
+
+def test_an_unreachable_host_is_named_so_not_a_parse_error(tmp_path, capsys, state_home):
+    """ansible-core returns 4 for unreachable hosts as for a parse error: the label comes from the run's
+    counters. A real run (ansible-runner, ansible-playbook) against a loopback port nothing listens on."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    mlflow_servers:\n      hosts:\n        down:\n"
+        "          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ansible_connection: ssh\n"
+        "          ansible_ssh_common_args: -o ConnectTimeout=3 -o BatchMode=yes\n"
+    )
+    code = cli.main(["status", "-i", str(inventory), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 3, out
+    assert "status FAILED" in out and "(exit 3: a host was unreachable)" in out
+    assert "down unreachable at [" in out and "parse error" not in out

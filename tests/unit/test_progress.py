@@ -113,9 +113,20 @@ def test_unreachable_and_rescued_failures_in_the_result():
             "playbook_on_stats", ok={"a": 3}, failures={}, dark={"b": 1}, rescued={"a": 1}, processed={"a": 1, "b": 1}
         )
     )
-    result = builder.build(rc=3, elapsed=1.0)
+    result = builder.build(rc=4, elapsed=1.0)  # ansible-core's code for unreachable hosts (and parse errors)
     assert [(f.host, f.unreachable) for f in result.failures] == [("b", True)]  # a's failure was rescued
     assert result.exit_code == 3 and result.unreachable == 1 and result.hosts["a"].rescued == 1
+
+
+def test_failed_and_unreachable_hosts_exit_2_and_a_parse_error_stays_4():
+    both = ResultBuilder("deploy")
+    both.handle(_event("runner_on_failed", host="a", task="Wait for /health", res={"msg": "timeout"}))
+    both.handle(_event("runner_on_unreachable", host="b", task="Gather", res={"msg": "no route"}))
+    both.handle(_event("playbook_on_stats", ok={"a": 3}, failures={"a": 1}, dark={"b": 1}, processed={"a": 1, "b": 1}))
+    assert both.build(rc=6, elapsed=1.0).exit_code == 2  # ansible-core ORs the bits of failed (2) and unreachable (4)
+    parse = ResultBuilder("deploy")  # a parse error stops ansible-playbook before any play: no counters
+    parse.handle({"event": "error", "stdout": "[ERROR]: couldn't resolve module/action 'x'"})
+    assert parse.build(rc=4, elapsed=1.0, output=["[ERROR]: couldn't resolve module/action 'x'"]).exit_code == 4
 
 
 def test_status_and_canary_come_from_set_stats():

@@ -180,3 +180,23 @@ def test_prepare_reads_and_settles_both_databases_in_one_call(server, tmp_path):
     only_auth = json.loads(helper("mlflow_schema.py", *args[:8], "prepare").stdout)
     assert set(only_auth) == {"auth_database", "auth_schema"}
     assert json.loads(helper("mlflow_schema.py", "--env-file", server["env"], "prepare").stdout) == {}
+
+
+def test_prepare_migrates_an_empty_backend_in_the_same_call(tmp_path):
+    """A cold deploy: prepare --migrate brings an empty backend to the installed MLflow's head in the
+    helper call that settled the auth database (one Python start where a deploy paid two); a second
+    call finds nothing to do."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    env_file = tmp_path / "mlflow.env"
+    env_file.write_text(f'MLFLOW_BACKEND_STORE_URI="sqlite:///{tmp_path / "mlflow.db"}"\n')
+    head = tmp_path / "head"
+    head.write_text(_get_latest_schema_revision() + "\n")
+    args = ["--env-file", str(env_file), "--head-file", str(head), "--migrate", "prepare"]
+    first = helper("mlflow_schema.py", *args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    status = json.loads(first.stdout)["status"]
+    assert status["behind"] is True and status["action"] != "none"
+    assert status["after"] == status["head"] == head.read_text().strip()
+    again = json.loads(helper("mlflow_schema.py", *args).stdout)["status"]
+    assert again["behind"] is False and again["action"] == "none"

@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", help="database name (ensure-database)")
     parser.add_argument("--auth-config", help="basic_auth.ini of the auth app (upgrade-auth)")
     parser.add_argument("--status", action="store_true", help="prepare: also read the backend schema's revision")
+    parser.add_argument("--migrate", action="store_true",
+                        help="prepare: also migrate the backend schema when it is behind (implies --status)")
     parser.add_argument(
         "action", choices=["status", "upgrade", "ensure-database", "upgrade-auth", "prepare", "check"]
     )
@@ -385,14 +387,16 @@ def schema_status(engine, action: str, head_file: str | None, auth_config: str |
 def prepare(engine, args) -> dict:
     """In one process, what a deploy does before the server (re)starts: create the auth database when
     missing (--database), bring it to MLflow's revision (--auth-config, its head from --auth-head-file),
-    and read the backend schema's revision (--status, its head from --head-file)."""
+    read the backend schema's revision (--status, its head from --head-file) and, with --migrate,
+    migrate it when it is behind (under the server-wide lock, so one host of many migrates)."""
     result = {}
     if args.database:
         result["auth_database"] = ensure_database(engine, args.database)
     if args.auth_config:
         result["auth_schema"] = upgrade_auth(args.auth_config, args.auth_head_file)
-    if args.status:
-        result["status"] = schema_status(engine, "status", args.head_file, None, None)
+    if args.status or args.migrate:
+        action = "upgrade" if args.migrate else "status"
+        result["status"] = schema_status(engine, action, args.head_file, None, None)
     return result
 
 
