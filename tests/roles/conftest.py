@@ -122,6 +122,7 @@ class HostOutcome:
     failed_task: str | None
     message: str
     deployed: bool
+    unreachable: bool = False
 
 
 def host_outcomes(result: PlayResult) -> dict[str, HostOutcome]:
@@ -135,6 +136,9 @@ def host_outcomes(result: PlayResult) -> dict[str, HostOutcome]:
                 seen = outcomes.setdefault(host, HostOutcome(None, "", False))
                 if deploy:
                     seen.deployed = True
+                if outcome.get("unreachable"):
+                    seen.unreachable = True
+                    seen.failed_task, seen.message = task["task"]["name"], json.dumps([outcome.get("msg", outcome)])
                 # The last failure stopped the host (one before may have been rescued).
                 if outcome.get("failed"):
                     seen.failed_task = task["task"]["name"]
@@ -193,15 +197,41 @@ def bad_inputs(run_site_hosts, tmp_path_factory):
             hosts[f"key-{name}"] = {"gcs_credentials_mode": "key_file",
                                     "gcs_credentials_key_file": _key_file(keys / name, content)}
         hosts["key-missing"] = {"gcs_credentials_mode": "key_file", "gcs_credentials_key_file": str(keys / "nope.json")}
-        # The connection check is real: a loopback port where nothing listens fails it.
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            hosts["closed-port"] = {"cloudsql_client_port": probe.getsockname()[1],
-                                    "cloudsql_client_connect_timeout": 1}
+        # A host that cannot be reached, with a bad input: the input is named, the host is never contacted.
+        hosts["down-old-mlflow"] = {**_unreachable(), "mlflow_version": "2.9.0"}
         hosts["control"] = {}
         return run_site_hosts(hosts, common=BATCH_COMMON)
 
     return _once_per_session(tmp_path_factory, "bad-inputs", compute)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _unreachable() -> dict:
+    """The variables of a host that cannot be reached: SSH to a closed loopback port."""
+    return {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": _closed_port(),
+            "ansible_ssh_common_args": "-o ConnectTimeout=3 -o BatchMode=yes"}
+
+
+@pytest.fixture(scope="session")
+def host_checks(run_site_hosts, tmp_path_factory):
+    """One run of site.yml whose inputs are all good, for the checks that need the host (after the inputs
+    passed everywhere): a database port where nothing listens, a host that cannot be reached, a control."""
+    def compute(work: Path):
+        hosts = {
+            # The connection check is real: a loopback port where nothing listens fails it.
+            "closed-port": {"cloudsql_client_port": _closed_port(), "cloudsql_client_connect_timeout": 1},
+            "down": _unreachable(),
+            "control": {},
+        }
+        return run_site_hosts(hosts, common=BATCH_COMMON)
+
+    return _once_per_session(tmp_path_factory, "host-checks", compute)
 
 
 @pytest.fixture(scope="session")

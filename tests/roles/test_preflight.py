@@ -48,7 +48,16 @@ def test_one_bad_host_stops_every_host(bad_inputs):
     assert not any(outcome.deployed for outcome in outcomes.values())
     names = [c[0] for c in CORE_CASES + PROXY_CASES + FIREWALL_CASES] + [f"key-{c[0]}" for c in KEY_CASES]
     assert len(names) == len(set(names)), "two cases share a host name"
-    assert set(outcomes) == set(names) | {"key-missing", "closed-port", "control"}
+    assert set(outcomes) == set(names) | {"key-missing", "down-old-mlflow", "control"}
+
+
+def test_a_bad_input_is_named_before_the_host_is_contacted(bad_inputs):
+    """The inputs are checked before any connection: a host that cannot be reached and has a bad
+    mlflow_version is refused for the version, not reported unreachable."""
+    outcome = bad_inputs[0]["down-old-mlflow"]
+    assert not outcome.unreachable, outcome
+    assert outcome.failed_task.endswith("Assert mlflow_version has the security fixes"), outcome
+    assert "mlflow_version 2.9.0 is below" in _flat(outcome.message)
 
 
 def test_missing_required_artifact_destination(run_site):
@@ -101,13 +110,23 @@ def test_a_role_used_on_its_own_runs_its_preflight(run_site, tmp_path):
         result.output[-3000:]
 
 
-def test_a_missing_key_file_or_an_unreachable_database(bad_inputs):
+def test_a_missing_key_file(bad_inputs):
     outcomes, _ = bad_inputs
     assert re.search(r"gcs_credentials_key_file is not usable: .*nope.json does not exist",
                      _flat(outcomes["key-missing"].message)), outcomes["key-missing"]
+    assert not outcomes["key-missing"].deployed
+
+
+def test_an_unreachable_database_or_host_stops_every_host(host_checks):
+    """Once every input passed, the hosts are reached: a database that does not answer from the VM and a
+    host that cannot be reached fail their own checks; the control host is stopped by the second gate."""
+    outcomes, _ = host_checks
     assert re.search(r"nothing answered on host 127.0.0.1 port \d+", _flat(outcomes["closed-port"].message)), \
         outcomes["closed-port"]
-    assert not outcomes["key-missing"].deployed and not outcomes["closed-port"].deployed
+    assert outcomes["down"].unreachable and outcomes["down"].failed_task == "Gather the minimal facts", outcomes["down"]
+    assert outcomes["control"].failed_task == "Stop every host when any host failed its checks", outcomes["control"]
+    assert "closed-port" in outcomes["control"].message and "down" in outcomes["control"].message
+    assert not any(outcome.deployed for outcome in outcomes.values())
 
 
 def test_one_server_per_database_runs_the_periodic_jobs(run_site):
