@@ -14,7 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "tracking_server" / "files"
-HELPERS = sorted(p.name for p in FILES.glob("*.py"))
+# The start guard is the mlflow_schema module's own code, installed from module_utils.
+SOURCES = {p.name: p for p in FILES.glob("*.py")} | {"mlflow_schema.py": REPO / "plugins/module_utils/mlflow_schema.py"}
+HELPERS = sorted(SOURCES)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role installs the helpers owned by root")
 
@@ -64,7 +66,7 @@ def test_helpers_installed_then_left_alone_then_repaired(install):
     assert run()["changed"] == 1
     for name in HELPERS:
         installed = libexec / name
-        assert installed.read_bytes() == (FILES / name).read_bytes(), name
+        assert installed.read_bytes() == SOURCES[name].read_bytes(), name
         assert installed.stat().st_mode & 0o7777 == 0o755, name
 
     assert run()["changed"] == 0
@@ -78,6 +80,6 @@ def test_helpers_installed_then_left_alone_then_repaired(install):
 
     assert run()["changed"] == 1
     for name in HELPERS:
-        assert (libexec / name).read_bytes() == (FILES / name).read_bytes(), name
+        assert (libexec / name).read_bytes() == SOURCES[name].read_bytes(), name
         assert (libexec / name).stat().st_mode & 0o7777 == 0o755, name
     assert {name: (libexec / name).stat().st_mtime_ns for name in untouched} == before

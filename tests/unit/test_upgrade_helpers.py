@@ -6,6 +6,7 @@ PostgreSQL (pg_dump/pg_restore) and MariaDB are exercised by the molecule `upgra
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -13,13 +14,16 @@ from pathlib import Path
 
 import pytest
 
-FILES = Path(__file__).resolve().parents[2] / "roles" / "tracking_server" / "files"
+ROOT = Path(__file__).resolve().parents[2]
+FILES = ROOT / "roles" / "tracking_server" / "files"
+# mlflow_schema.py is the mlflow_schema module's code too; the role installs it beside the others on the VM.
+MODULE_UTILS = ROOT / "plugins" / "module_utils"
 
 
 def helper(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(FILES / name), *args], capture_output=True, text=True, check=False, env=env
-    )
+    script = (MODULE_UTILS if name == "mlflow_schema.py" else FILES) / name
+    env = dict(os.environ if env is None else env, PYTHONPATH=str(MODULE_UTILS))
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False, env=env)
 
 
 def make_db(path: Path, table: str, revision: str, rows: int) -> None:

@@ -1,5 +1,10 @@
-#!/usr/bin/env python3
+# Copyright: mlflow-ansible developers
+# Apache License 2.0 (see LICENSE)
 """Report or migrate the MLflow backend store schema, explicitly.
+
+Shared by the mlflow_schema module (the deploy's and the upgrade's calls, in check mode too) and
+installed on the VM as the unit's start guard (``check``, run by systemd without Ansible), where
+mlflow_backup.py and mlflow_s3_bucket.py import it.
 
 Run with the Python of the MLflow venv. The backend store URI is read from the
 server's environment file (root-only), so it never appears on a command line.
@@ -100,8 +105,9 @@ def migrate(engine) -> str:
     return "none"
 
 
-def ensure_database(engine, name: str) -> dict:
-    """Create database ``name`` on the backend's server (PostgreSQL or MySQL) when it is missing."""
+def ensure_database(engine, name: str, check: bool = False) -> dict:
+    """Create database ``name`` on the backend's server (PostgreSQL or MySQL) when it is missing
+    (with check, only say whether it would)."""
     import sqlalchemy
 
     dialect = engine.dialect.name
@@ -113,6 +119,8 @@ def ensure_database(engine, name: str) -> dict:
     }[dialect]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         exists = connection.execute(sqlalchemy.text(query), {"n": name}).first()
+        if not exists and check:
+            return {"database": name, "created": True, "check_mode": True}
         if not exists:
             quoted = engine.dialect.identifier_preparer.quote(name)
             suffix = " CHARACTER SET utf8mb4" if dialect == "mysql" else ""
@@ -201,7 +209,7 @@ def unique_mysql_foreign_keys() -> None:
                 constraint.name = "fk_registered_model_permissions_user_id"
 
 
-def upgrade_auth(auth_config: str, head_file: str | None) -> dict:
+def upgrade_auth(auth_config: str, head_file: str | None, check: bool = False) -> dict:
     """Bring the basic-auth app's database to MLflow's head before the server starts.
 
     Every uvicorn worker otherwise migrates it at startup, and on MySQL concurrent
@@ -220,6 +228,10 @@ def upgrade_auth(auth_config: str, head_file: str | None) -> dict:
         before = auth_revision(engine)
         if head is not None and before == head:  # current: no need to import MLflow
             return {"before": before, "after": before, "head": head, "action": "none"}
+        if check:
+            head = head or installed_head("alembic_version_auth")
+            action = "none" if before == head else "upgraded"
+            return {"before": before, "after": head, "head": head, "action": action, "check_mode": True}
         from mlflow.server.auth.db import utils
 
         unique_mysql_foreign_keys()
@@ -282,6 +294,11 @@ def check(variable: str, head_file: str, auth_config: str | None, auth_head_file
     return problems
 
 
+def _emit(result: dict) -> None:
+    """The command line's answer: one JSON object on stdout."""
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variable", default="MLFLOW_BACKEND_STORE_URI")
@@ -307,22 +324,22 @@ def main(argv: list[str] | None = None) -> int:
                 message = message.replace(os.environ[args.variable], "<backend store URI>")
             problems = [f"cannot read the schema revision: {message}"[:2000]]
         for problem in problems:
-            print(f"mlflow-ansible schema guard: {problem}", file=sys.stderr)
+            sys.stderr.write(f"mlflow-ansible schema guard: {problem}\n")
         return 1 if problems else 0
     if not args.env_file:
         parser.error(f"--env-file is required for {args.action}")
 
     if args.action == "upgrade-auth":
         try:
-            print(json.dumps(upgrade_auth(args.auth_config, args.head_file)))
+            _emit(upgrade_auth(args.auth_config, args.head_file))
             return 0
         except Exception as exc:  # report any database error as JSON for the play
-            print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:2000]}))
+            _emit({"error": f"{type(exc).__name__}: {exc}"[:2000]})
             return 1
 
     uri = read_env_file(args.env_file).get(args.variable)
     if not uri:
-        print(json.dumps({"error": f"{args.variable} is not set in {args.env_file}"}))
+        _emit({"error": f"{args.variable} is not set in {args.env_file}"})
         return 2
 
     import sqlalchemy
@@ -330,19 +347,20 @@ def main(argv: list[str] | None = None) -> int:
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
     if args.action == "prepare":
         try:
-            print(json.dumps(prepare(engine, args)))
+            _emit(prepare(engine, args.database, args.auth_config, args.auth_head_file, args.status,
+                          args.head_file, args.migrate))
             return 0
         except Exception as exc:  # report any database error as JSON for the play
-            print(json.dumps({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")[:2000]}))
+            _emit({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")[:2000]})
             return 1
         finally:
             engine.dispose()
     if args.action == "ensure-database":
         try:
-            print(json.dumps(ensure_database(engine, args.database)))
+            _emit(ensure_database(engine, args.database))
             return 0
         except Exception as exc:  # report any database error as JSON for the play
-            print(json.dumps({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")}))
+            _emit({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")})
             return 1
         finally:
             engine.dispose()
@@ -350,11 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         result = schema_status(engine, args.action, args.head_file if args.action == "status" else None,
                                args.auth_config if args.action == "status" else None, args.auth_head_file)
     except Exception as exc:  # report any database error as JSON for the play
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")}))
+        _emit({"error": f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")})
         return 1
     finally:
         engine.dispose()
-    print(json.dumps(result))
+    _emit(result)
     return 0
 
 
@@ -384,21 +402,31 @@ def schema_status(engine, action: str, head_file: str | None, auth_config: str |
     return result
 
 
-def prepare(engine, args) -> dict:
+def prepare(engine, database: str | None = None, auth_config: str | None = None, auth_head_file: str | None = None,
+            status: bool = False, head_file: str | None = None, migrate: bool = False, check: bool = False) -> dict:
     """In one process, what a deploy does before the server (re)starts: create the auth database when
-    missing (--database), bring it to MLflow's revision (--auth-config, its head from --auth-head-file),
-    read the backend schema's revision (--status, its head from --head-file) and, with --migrate,
-    migrate it when it is behind (under the server-wide lock, so one host of many migrates)."""
+    missing (database), bring it to MLflow's revision (auth_config, its head from auth_head_file),
+    read the backend schema's revision (status, its head from head_file) and, with migrate, migrate it
+    when it is behind (under the server-wide lock, so one host of many migrates). With check, nothing
+    changes: each part says what it would do."""
     result = {}
-    if args.database:
-        result["auth_database"] = ensure_database(engine, args.database)
-    if args.auth_config:
-        result["auth_schema"] = upgrade_auth(args.auth_config, args.auth_head_file)
-    if args.status or args.migrate:
-        action = "upgrade" if args.migrate else "status"
-        result["status"] = schema_status(engine, action, args.head_file, None, None)
+    if database:
+        result["auth_database"] = ensure_database(engine, database, check)
+    if auth_config:
+        if check and result.get("auth_database", {}).get("check_mode"):  # no database yet to read
+            head = read_head(auth_head_file)
+            result["auth_schema"] = {"before": None, "after": head, "head": head, "action": "upgraded",
+                                     "check_mode": True}
+        else:
+            result["auth_schema"] = upgrade_auth(auth_config, auth_head_file, check)
+    if status or migrate:
+        action = "upgrade" if migrate and not check else "status"
+        result["status"] = schema_status(engine, action, head_file, None, None)
+        if check and migrate and result["status"]["behind"]:
+            would = "initialized" if result["status"]["before"] is None else "upgraded"
+            result["status"].update(action=would, after=result["status"]["head"], check_mode=True)
     return result
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
