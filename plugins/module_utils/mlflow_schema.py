@@ -220,10 +220,7 @@ def upgrade_auth(auth_config: str, head_file: str | None, check: bool = False) -
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(auth_database_uri(auth_config), poolclass=sqlalchemy.pool.NullPool)
-    head = None
-    if head_file and os.path.exists(head_file):
-        with open(head_file, encoding="utf-8") as handle:
-            head = handle.read().strip() or None
+    head = read_head(head_file)
     try:
         before = auth_revision(engine)
         if head is not None and before == head:  # current: no need to import MLflow
