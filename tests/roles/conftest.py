@@ -126,16 +126,15 @@ class HostOutcome:
 
 
 def host_outcomes(result: PlayResult) -> dict[str, HostOutcome]:
-    """Per host, from the ansible.posix.json callback's output of a run."""
+    """Per host, from the ansible.posix.json callback's output of a run (``--tags preflight``: the deploy play
+    runs no task then, but it starts, with the hosts that no task failed: those are "deployed")."""
     report = json.loads(result.output[result.output.index("{"):])
     outcomes: dict[str, HostOutcome] = {}
+    deploy_started = any(play["play"]["name"] != "Preflight" for play in report["plays"])
     for play in report["plays"]:
-        deploy = play["play"]["name"] != "Preflight"
         for task in play["tasks"]:
             for host, outcome in task["hosts"].items():
                 seen = outcomes.setdefault(host, HostOutcome(None, "", False))
-                if deploy:
-                    seen.deployed = True
                 if outcome.get("unreachable"):
                     seen.unreachable = True
                     seen.failed_task, seen.message = task["task"]["name"], json.dumps([outcome.get("msg", outcome)])
@@ -145,6 +144,9 @@ def host_outcomes(result: PlayResult) -> dict[str, HostOutcome]:
                     # A loop's own message only says "One or more items failed": the items' follow.
                     items = [item.get("msg", item) for item in outcome.get("results", []) if item.get("failed")]
                     seen.message = json.dumps([outcome.get("msg", outcome), *items])
+    for host, seen in outcomes.items():
+        stats = report["stats"].get(host, {})
+        seen.deployed = deploy_started and not (stats.get("failures") or stats.get("unreachable"))
     return outcomes
 
 

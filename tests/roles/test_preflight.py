@@ -56,7 +56,7 @@ def test_a_bad_input_is_named_before_the_host_is_contacted(bad_inputs):
     mlflow_version is refused for the version, not reported unreachable."""
     outcome = bad_inputs[0]["down-old-mlflow"]
     assert not outcome.unreachable, outcome
-    assert outcome.failed_task.endswith("Assert mlflow_version has the security fixes"), outcome
+    assert outcome.failed_task == "mlflow_ansible.tracking.mlflow : Check the inputs", outcome
     assert "mlflow_version 2.9.0 is below" in _flat(outcome.message)
 
 
@@ -86,17 +86,22 @@ ROLES = ("python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_cli
 
 
 def test_the_deploy_play_does_not_run_the_preflight_again(good_inputs):
-    """The preflight play checked every role; each role's own preflight include is skipped in the deploy play."""
+    """The preflight play checked every role (arguments and preflight); the deploy play calls each role's deploy
+    entry point, which neither validates the arguments again nor includes the preflight."""
     report = json.loads(good_inputs[1][good_inputs[1].index("{"):])
     preflight, deploy = report["plays"]
+    preflight_names = [task["task"]["name"] for task in preflight["tasks"]]
+    deploy_names = [task["task"]["name"] for task in deploy["tasks"]]
     for role in ROLES:
-        included = [task["hosts"]["good"] for task in deploy["tasks"]
-                    if task["task"]["name"] == f"mlflow_ansible.tracking.{role} : Preflight"]
-        assert included and all(result.get("skipped") for result in included), (role, included)
-    # A task of one role's preflight ran once, in the preflight play.
-    check = "mlflow_ansible.tracking.python : Assert the service account is not root"
-    assert [task["task"]["name"] for task in preflight["tasks"]].count(check) == 1
-    assert check not in [task["task"]["name"] for task in deploy["tasks"]]
+        validated = f"mlflow_ansible.tracking.{role} : Validating arguments"
+        assert any(name.startswith(validated) for name in preflight_names), (role, preflight_names)
+        repeated = [name for name in deploy_names if name.startswith(f"mlflow_ansible.tracking.{role} : ")
+                    and ("Validating arguments" in name or name.endswith((": Preflight", ": Check the inputs")))]
+        assert not repeated, (role, repeated)
+    # A check of one role's preflight ran once, in the preflight play.
+    check = "mlflow_ansible.tracking.python : Check the inputs"
+    assert preflight_names.count(check) == 1
+    assert check not in deploy_names
 
 
 def test_a_role_used_on_its_own_runs_its_preflight(run_site, tmp_path):
