@@ -16,6 +16,7 @@ import fcntl
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -204,6 +205,35 @@ def test_ansible_doc_renders_every_plugin_and_role_from_the_install(installed):
         assert Path(entry["path"]).is_relative_to(root), (name, entry["path"])
         assert entry["entry_points"]["main"]["short_description"], name
         assert entry["entry_points"]["main"]["options"], name
+
+
+def test_what_the_shipped_roles_use_of_other_collections_is_declared_and_resolves(installed):
+    """Every module, filter and test of another collection that the shipped roles and playbooks name comes from a
+    declared dependency, resolves from the dependencies' path (ansible-doc), and every declared one is used.
+    (A syntax check does not show this: the roles are included at run time.)"""
+    pattern = re.compile(r"\b([a-z_0-9]+)\.([a-z_0-9]+)\.([a-z_0-9]+)\b")
+    used: dict[str, set[str]] = {}
+    for path in sorted(installed.root.glob("roles/**/*")) + sorted(installed.root.glob("playbooks/*")):
+        if path.suffix not in (".yml", ".yaml", ".j2") or not path.is_file():
+            continue
+        for namespace, name, plugin in pattern.findall(path.read_text()):
+            collection = f"{namespace}.{name}"
+            if collection in ("ansible.builtin", FQCN) or not SHIPPED.joinpath(namespace, name).is_dir():
+                continue  # not a collection's plugin (a dotted variable or file name)
+            used.setdefault(collection, set()).add(plugin)
+    assert set(used) == set(GALAXY["dependencies"]), "galaxy.yml dependencies differ from the collections used"
+    by_kind: dict[str, list[str]] = {}
+    for collection, plugins in used.items():
+        source = installed.deps / "ansible_collections" / Path(*collection.split("."))
+        for plugin in sorted(plugins):
+            kind = next((kind for kind, folder in (("module", "modules"), ("filter", "filter"), ("test", "test"))
+                         if (source / "plugins" / folder / f"{plugin}.py").is_file()), None)
+            assert kind, f"{collection}.{plugin} is no module, filter or test of {collection}"
+            by_kind.setdefault(kind, []).append(f"{collection}.{plugin}")
+    assert "module" in by_kind and "test" in by_kind
+    for kind, names in by_kind.items():
+        for name, entry in _doc(installed, kind, names).items():
+            assert Path(entry["doc"]["filename"]).is_relative_to(installed.deps), (name, entry["doc"]["filename"])
 
 
 def test_every_shipped_playbook_passes_syntax_check(installed):
