@@ -5,6 +5,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: env_secrets
 short_description: Variables for every host from MLFLOW_ANSIBLE_VAR_<name> environment variables
+version_added: "0.1.0"
 description:
   - Every environment variable C(MLFLOW_ANSIBLE_VAR_<name>) of the ansible-playbook process becomes the variable
     C(<name>) of every host, with the value as a literal string (never templated).
