@@ -16,9 +16,9 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # The roles of the sandbox's local testbed; every other role belongs to the deploy.
 TESTBED_ROLES = frozenset({"testbed"})
-# The role whose spec holds the site playbook's own variables (mlflow_ansible_*): it has no tasks, the site
-# playbook's first play imports it for the validation ansible-core runs on a role's argument spec.
-SITE_ROLE = "site"
+# The role whose spec holds the site playbook's own variables (mlflow_ansible_*, hence its name): it has no
+# tasks; the site playbook's first play imports it for the validation ansible-core runs on a role's spec.
+SITE_ROLE = "mlflow_ansible"
 ENTRY_POINT = "main"
 
 
@@ -119,7 +119,7 @@ def _merge(role_specs: Mapping[str, Mapping[str, VariableSpec]], roles: Iterable
 
 def deploy_schema(role_specs: Mapping[str, Mapping[str, VariableSpec]]) -> Schema:
     """The variables of the site playbook: every role's but the testbed's, with the site variables of
-    roles/site/meta/argument_specs.yml (mlflow_ansible_action, _hosts, ...), which the site playbook's first
+    roles/mlflow_ansible/meta/argument_specs.yml (mlflow_ansible_action, _hosts, ...), which the site playbook's first
     play checks too."""
     if SITE_ROLE not in role_specs:
         raise MlflowAnsibleError(f"no argument spec of the site variables (roles/{SITE_ROLE}/meta/argument_specs.yml)")

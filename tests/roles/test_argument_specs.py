@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-# The site role holds the site playbook's own variables, named mlflow_ansible_* like the wrapper that sets them.
-PREFIXES = {"site": "mlflow_ansible_"}
-
 ROLES = sorted(
     p.parent.parent for p in (Path(__file__).resolve().parents[2] / "roles").glob("*/meta/argument_specs.yml")
 )
@@ -30,8 +27,7 @@ def test_defaults_match_argument_specs(role: Path):
         f"only in specs {sorted(set(options) - set(defaults))}"
     )
     for name, spec in options.items():
-        prefix = PREFIXES.get(role.name, f"{role.name}_")
-        assert name.startswith(prefix), f"{name} is not prefixed with {prefix}"
+        assert name.startswith(f"{role.name}_"), f"{name} is not prefixed with {role.name}_"
         assert spec.get("description"), f"{name} has no description"
         assert spec.get("type"), f"{name} has no type"
         if spec.get("required"):

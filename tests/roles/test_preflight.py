@@ -61,7 +61,7 @@ def test_a_bad_input_is_named_before_the_host_is_contacted(bad_inputs):
 
 
 def test_a_bad_site_variable_stops_every_host_before_the_preflight(run_site):
-    """The site variables are checked by ansible-core against roles/site/meta/argument_specs.yml in site.yml's
+    """The site variables are checked by ansible-core against roles/mlflow_ansible/meta/argument_specs.yml in site.yml's
     first play (no connection), and the wrapper gives the same verdict from the same file before it starts."""
     from mlflow_ansible.api import prepare
     from mlflow_ansible.errors import ValidationError
@@ -78,7 +78,7 @@ def test_a_bad_site_variable_stops_every_host_before_the_preflight(run_site):
     with pytest.raises(ValidationError) as excinfo:
         prepare("status", {"all": {"children": {"mlflow_servers": {"hosts": hosts}}}}, environ={})
     assert excinfo.value.problems == [
-        "mlflow_ansible_serial must be an integer, not 'two' (inventory, host vm1; role site)"
+        "mlflow_ansible_serial must be an integer, not 'two' (inventory, host vm1; role mlflow_ansible)"
     ]
 
 

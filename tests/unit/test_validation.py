@@ -128,7 +128,7 @@ BAD_INPUTS = [
         "site-variable-from-its-spec",
         ["mlflow_ansible_serial=two"],
         {},
-        r"mlflow_ansible_serial must be an integer, not 'two' \(-e mlflow_ansible_serial=\.\.\.; role site\)",
+        r"mlflow_ansible_serial must be an integer, not 'two' \(-e mlflow_ansible_serial=\.\.\.; role mlflow_ansible\)",
     ),
     (
         "reserved",
