@@ -110,7 +110,8 @@ ROLES = ("python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_cli
 def test_the_deploy_play_does_not_run_the_preflight_again(good_inputs):
     """The preflight play checked every role; each role's own preflight include is skipped in the deploy play."""
     report = json.loads(good_inputs[1][good_inputs[1].index("{"):])
-    preflight, deploy = report["plays"]
+    site, preflight, deploy = report["plays"]  # site.yml's check of the site variables comes first
+    assert site["play"]["name"] == "Check the site variables"
     for role in ROLES:
         included = [task["hosts"]["good"] for task in deploy["tasks"]
                     if task["task"]["name"] == f"mlflow_ansible.tracking.{role} : Preflight"]
