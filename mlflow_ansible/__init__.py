@@ -29,7 +29,11 @@ Exit codes of ``python -m mlflow_ansible`` / ``mlflow-ansible`` (Ansible's, wher
 
 from __future__ import annotations
 
-from mlflow_ansible.api import ACTIONS, Action, RunOptions, deploy, rotate_kek, run_action, status, upgrade, verify
+from typing import TYPE_CHECKING, Any
+
+# Light on import: ``import mlflow_ansible.iap_token`` (the IAP header provider an MLflow client may load
+# in every process) must not pull in Ansible, ansible-runner or rich. The API and its result types are
+# imported on first use.
 from mlflow_ansible.errors import (
     DockerUnavailableError,
     InventoryError,
@@ -39,7 +43,34 @@ from mlflow_ansible.errors import (
     ValidationError,
 )
 from mlflow_ansible.exit_codes import ExitCode
-from mlflow_ansible.result import HostStats, RunResult, TaskFailure
+
+if TYPE_CHECKING:
+    from mlflow_ansible.api import ACTIONS, Action, RunOptions, deploy, rotate_kek, run_action, status, upgrade, verify
+    from mlflow_ansible.result import HostStats, RunResult, TaskFailure
+
+_LAZY = {
+    **dict.fromkeys(
+        ("ACTIONS", "Action", "RunOptions", "deploy", "rotate_kek", "run_action", "status", "upgrade", "verify"),
+        "mlflow_ansible.api",
+    ),
+    **dict.fromkeys(("HostStats", "RunResult", "TaskFailure"), "mlflow_ansible.result"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlflow_ansible' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ACTIONS",

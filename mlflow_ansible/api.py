@@ -259,7 +259,7 @@ class _Launcher:
 
 def _schemas(collection: Collection) -> tuple[Schema, Schema]:
     specs = load_role_specs(collection.roles_dir)
-    return deploy_schema(specs, ACTIONS), testbed_schema(specs)
+    return deploy_schema(specs), testbed_schema(specs)
 
 
 def _action_launch(action: str) -> tuple[_Launcher, dict[str, Any]]:

@@ -145,9 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_token_command(args: argparse.Namespace) -> int:
     import os
 
-    from mlflow_ansible.iap_token import AUDIENCE_ENV, IapTokenSource
+    from mlflow_ansible.iap_token import AUDIENCE_ENV, IapTokenSource, TokenError
 
-    print(IapTokenSource(args.audience or os.environ.get(AUDIENCE_ENV, "")).token())
+    try:
+        print(IapTokenSource(args.audience or os.environ.get(AUDIENCE_ENV, "")).token())
+    except TokenError as exc:  # the provider's module stands alone: its error is no MlflowAnsibleError
+        raise MlflowAnsibleError(str(exc)) from None
     return int(ExitCode.OK)
 
 

@@ -16,6 +16,9 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # The roles of the sandbox's local testbed; every other role belongs to the deploy.
 TESTBED_ROLES = frozenset({"testbed"})
+# The role whose spec holds the site playbook's own variables (mlflow_ansible_*, hence its name): it has no
+# tasks; the site playbook's first play imports it for the validation ansible-core runs on a role's spec.
+SITE_ROLE = "mlflow_ansible"
 ENTRY_POINT = "main"
 
 
@@ -32,6 +35,14 @@ class VariableSpec:
     required: bool = False
     no_log: bool = False
     description: str = ""
+    # The option as the spec file declares it: what ansible-core's ArgumentSpecValidator checks a value against.
+    option: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def argument_spec(self) -> dict[str, Any]:
+        """The option for ArgumentSpecValidator: its type, elements, choices, no_log... (not its docs or default)."""
+        spec = {key: value for key, value in self.option.items() if key not in ("description", "default", "required")}
+        return spec or {"type": self.type}
 
     @classmethod
     def from_option(cls, name: str, role: str, option: Mapping[str, Any]) -> VariableSpec:
@@ -48,6 +59,7 @@ class VariableSpec:
             required=bool(option.get("required", False)),
             no_log=bool(option.get("no_log", False)),
             description=str(description),
+            option=dict(option),
         )
 
 
@@ -105,44 +117,13 @@ def _merge(role_specs: Mapping[str, Mapping[str, VariableSpec]], roles: Iterable
     return Schema(merged)
 
 
-def deploy_schema(role_specs: Mapping[str, Mapping[str, VariableSpec]], actions: Iterable[str]) -> Schema:
-    """The variables of the site playbook: every role but the testbed's, and the dispatch variables."""
-    schema = _merge(role_specs, (role for role in role_specs if role not in TESTBED_ROLES))
-    return schema.with_variables(
-        [
-            VariableSpec(
-                "mlflow_ansible_action",
-                role="site",
-                choices=tuple(actions),
-                description="The playbook site.yml runs; set by the subcommand.",
-            ),
-            VariableSpec(
-                "mlflow_ansible_hosts",
-                role="site",
-                default="mlflow_servers",
-                description="Host pattern of the plays (default: the mlflow_servers group).",
-            ),
-            VariableSpec(
-                "mlflow_ansible_purge",
-                role="site",
-                type="bool",
-                default=False,
-                description="uninstall only: also remove the local data (data directory, service account).",
-            ),
-            VariableSpec(
-                "mlflow_ansible_upgrade_to",
-                role="site",
-                description="upgrade only: the MLflow release (X.Y.Z) to upgrade to; `upgrade --to` sets it.",
-            ),
-            VariableSpec(
-                "mlflow_ansible_serial",
-                role="site",
-                type="int",
-                default=1,
-                description="upgrade and restart: how many hosts change at a time (the others keep serving).",
-            ),
-        ]
-    )
+def deploy_schema(role_specs: Mapping[str, Mapping[str, VariableSpec]]) -> Schema:
+    """The variables of the site playbook: every role's but the testbed's, with the site variables of
+    roles/mlflow_ansible/meta/argument_specs.yml (mlflow_ansible_action, _hosts, ...), which the site playbook's first
+    play checks too."""
+    if SITE_ROLE not in role_specs:
+        raise MlflowAnsibleError(f"no argument spec of the site variables (roles/{SITE_ROLE}/meta/argument_specs.yml)")
+    return _merge(role_specs, (role for role in role_specs if role not in TESTBED_ROLES))
 
 
 def testbed_schema(role_specs: Mapping[str, Mapping[str, VariableSpec]]) -> Schema:

@@ -1,16 +1,19 @@
 """Check variables against the roles' argument specs before anything runs: one clear line per problem.
 
 Every value given with ``-e`` or ``MLFLOW_ANSIBLE_VAR_<name>`` must name a variable of the specs (or an
-``ansible_*`` connection variable) and have the declared type and one of the declared choices; values
-are converted as Ansible converts them (``-e tracking_server_port=5001`` becomes the int 5001, so the
-play gets the right type). For a static inventory the hosts' variables are checked as well, and a
-required variable must be set for every host the play targets.
+``ansible_*`` connection variable); its value is checked and converted by ansible-core's own
+``ArgumentSpecValidator`` against the option of the role's meta/argument_specs.yml (entry point ``main``),
+the validator the role's ``validate_argument_spec`` task runs at play time: the wrapper's verdict is the
+play's (``-e tracking_server_port=5001`` becomes the int 5001, so the play gets the right type; a str
+option accepts a number, an int option accepts ``true``, as in the play). The messages are the wrapper's
+own: they name the variable, its role and where the value came from, and never show a secret's value.
+For a static inventory the hosts' variables are checked as well, and a required variable must be set
+for every host the play targets. A value holding a template is left to the play, which renders it first.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +28,16 @@ from mlflow_ansible.inventory import InventoryVars
 from mlflow_ansible.specs import Schema, VariableSpec
 
 ALLOWED_PREFIXES = ("ansible_",)
-_SCALAR_NAMES = {
+_TYPE_NAMES = {
     "str": "a string",
     "path": "a path (string)",
     "int": "an integer",
     "float": "a number",
     "bool": "a boolean",
+    "dict": "a mapping",
+    "list": "a list",
 }
 _MAX_HOSTS_SHOWN = 5
-
-
-class _TypeProblem(Exception):
-    """A value that does not have (and cannot be converted to) the declared type."""
 
 
 @dataclass
@@ -53,6 +54,15 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+def holds_template(value: Any) -> bool:
+    """``value``, or any item or key of it, is a template."""
+    if isinstance(value, Mapping):
+        return any(holds_template(key) or holds_template(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_template(item) for item in value)
+    return is_template(value)
+
+
 def suggestion(name: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
     return matches[0] if matches else None
@@ -65,103 +75,66 @@ def _describe(value: Any, secret: bool) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _parse_structured(value: str) -> Any:
+def _type_name(kind: str | None, elements: str | None = None) -> str:
+    if kind == "list" and elements:
+        return f"a list of {_TYPE_NAMES.get(elements, elements).removeprefix('a ').removeprefix('an ')}s"
+    return _TYPE_NAMES.get(str(kind), f"of type {kind}")
+
+
+def _ansible_validate(spec: dict[str, Any], name: str, value: Any) -> tuple[Any, list[Any]]:
+    """ansible-core's verdict on one value: (the converted value, the errors)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    result = ArgumentSpecValidator({name: spec}).validate({name: value})
+    return result.validated_parameters.get(name, value), list(result.errors)
+
+
+def _text_form(spec: VariableSpec, value: Any) -> Any:
+    """A list option given as text in JSON/YAML flow form (``-e 'x=["a", "b"]'``, ``MLFLOW_ANSIBLE_VAR_x``)
+    parsed as such: the text form of a list where a value can only be text. ansible-core would split it at
+    its commas (it accepts any string as a list); a string that does not parse is left to it as it is."""
+    if spec.type != "list" or not isinstance(value, str) or not value.lstrip().startswith("["):
+        return value
     try:
-        return json.loads(value)
-    except ValueError:
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise _TypeProblem from None
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, list) else value
 
 
-def _convert(kind: str, value: Any) -> Any:
-    """``value`` as the type ``kind`` of an argument spec, converted as Ansible converts strings."""
-    from ansible.module_utils.common.validation import (
-        check_type_bool,
-        check_type_dict,
-        check_type_float,
-        check_type_int,
-        check_type_list,
-    )
+def _explain(spec: VariableSpec, value: Any, errors: list[Any]) -> str:
+    """The wrapper's one line for ansible-core's verdict against ``spec``: which check failed, on what."""
+    from ansible.module_utils.errors import ArgumentTypeError, ArgumentValueError, ElementError
 
-    try:
-        if kind in ("str", "path"):
-            if isinstance(value, str):
-                return value
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return str(value)
-            raise _TypeProblem
-        if kind == "int":
-            if isinstance(value, bool):
-                raise _TypeProblem
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            return check_type_int(value)
-        if kind == "float":
-            if isinstance(value, bool):
-                raise _TypeProblem
-            return check_type_float(value)
-        if kind == "bool":
-            if isinstance(value, float):
-                raise _TypeProblem
-            return check_type_bool(value)
-        if kind == "list":
-            if isinstance(value, str) and value.lstrip().startswith("["):
-                value = _parse_structured(value)
-            if isinstance(value, Mapping | bool) or value is None:
-                raise _TypeProblem
-            return check_type_list(value)
-        if kind == "dict":
-            if isinstance(value, str) and value.lstrip().startswith("{"):
-                value = _parse_structured(value)
-            if not isinstance(value, Mapping | str):
-                raise _TypeProblem
-            return dict(check_type_dict(value))
-    except (TypeError, ValueError):
-        raise _TypeProblem from None
-    return value  # raw, json, jsonarg, bytes, bits: anything goes
+    secret = spec.no_log
+    first = errors[0]
+    if isinstance(first, ElementError) and isinstance(value, list):
+        element_spec = {"type": spec.elements or "str"}
+        for index, item in enumerate(value):
+            if not holds_template(item) and _ansible_validate(element_spec, "item", item)[1]:
+                return f"{spec.name}[{index}] must be {_type_name(spec.elements)}, not {_describe(item, secret)}"
+    if isinstance(first, ArgumentTypeError | ElementError):
+        return f"{spec.name} must be {_type_name(spec.type, spec.elements)}, not {_describe(value, secret)}"
+    if isinstance(first, ArgumentValueError) and spec.choices:
+        chosen = value if isinstance(value, list) else [value]
+        wrong = next((item for item in chosen if item not in spec.choices), value)
+        allowed = ", ".join(str(choice) for choice in spec.choices)
+        return f"{spec.name} must be one of {allowed}, not {_describe(wrong, secret)}"
+    if secret:  # ansible-core's own messages may quote the value
+        return f"{spec.name} is not valid for its argument spec (value hidden)"
+    return f"{spec.name}: {first}"
 
 
-def _type_name(spec: VariableSpec) -> str:
-    if spec.type == "list":
-        return f"a list of {spec.elements}" if spec.elements else "a list"
-    if spec.type == "dict":
-        return "a mapping"
-    return _SCALAR_NAMES.get(spec.type, f"of type {spec.type}")
-
-
-def check_value(spec: VariableSpec, value: Any, origin: str) -> tuple[Any, list[str]]:
-    """The converted value and the problems (none when it is fine); templates are left for Ansible."""
-    if is_template(value):
-        return value, []
-    where = f" ({origin})" if origin else ""
-    try:
-        converted = _convert(spec.type, value)
-    except _TypeProblem:
-        return value, [f"{spec.name} must be {_type_name(spec)}, not {_describe(value, spec.no_log)}{where}"]
-    problems: list[str] = []
-    if spec.type == "list" and spec.elements:
-        items = []
-        for index, item in enumerate(converted):
-            if is_template(item):
-                items.append(item)
-                continue
-            try:
-                items.append(_convert(spec.elements, item))
-            except _TypeProblem:
-                item_spec = VariableSpec(f"{spec.name}[{index}]", spec.role, type=spec.elements, no_log=spec.no_log)
-                problems.append(
-                    f"{item_spec.name} must be {_type_name(item_spec)}, not {_describe(item, spec.no_log)}{where}"
-                )
-        converted = items
-    if spec.choices and not problems:
-        chosen = converted if spec.type == "list" else [converted]
-        wrong = [item for item in chosen if item not in spec.choices and not is_template(item)]
-        if wrong:
-            allowed = ", ".join(str(choice) for choice in spec.choices)
-            problems.append(f"{spec.name} must be one of {allowed}, not {_describe(wrong[0], spec.no_log)}{where}")
-    return converted, problems
+def check_value(spec: VariableSpec, value: Any) -> tuple[Any, str | None]:
+    """The value as ansible-core converts it, and the problem (None when it is fine); templates are left to
+    the play. The problem names the variable; the caller adds where the value came from and the role."""
+    if holds_template(value):
+        return value, None
+    value = _text_form(spec, value)
+    converted, errors = _ansible_validate(spec.argument_spec, spec.name, value)
+    if errors:
+        return value, _explain(spec, value, errors)
+    return converted, None
 
 
 def _unknown(name: str, origin: str, schema: Schema) -> str:
@@ -187,34 +160,35 @@ class Validator:
             if not name.startswith(ALLOWED_PREFIXES):
                 problems.append(_unknown(name, origin, self.schema))
             return value
-        converted, found = check_value(spec, value, origin)
-        problems.extend(found)
+        converted, problem = check_value(spec, value)
+        if problem:
+            problems.append(f"{problem} ({origin}; role {spec.role})")
         return converted
 
     def _inventory_problems(self, inventory: InventoryVars) -> list[str]:
-        by_message: dict[str, list[str]] = {}
+        by_message: dict[tuple[str, str], list[str]] = {}
         for host, variables in inventory.hosts.items():
             for name, value in variables.items():
                 spec = self.schema.get(name)
                 if spec is not None:
                     if type(value).__name__ in {"EncryptedString", "AnsibleVaultEncryptedUnicode"}:
                         continue
-                    _, found = check_value(spec, value, "")
-                    messages = found
+                    _, problem = check_value(spec, value)
+                    messages = [(problem, f"; role {spec.role}")] if problem else []
                 elif name.startswith(self.role_prefixes) and not name.startswith("_"):
                     # Only a near miss of a known name is a typo; other names may be the user's own.
                     near = suggestion(name, self.schema.names, cutoff=0.85)
-                    messages = [f"unknown variable '{name}'; did you mean '{near}'?"] if near else []
+                    messages = [(f"unknown variable '{name}'; did you mean '{near}'?", "")] if near else []
                 else:
                     messages = []
                 for message in messages:
                     by_message.setdefault(message, []).append(host)
-        return [f"{message} (inventory, {_hosts(hosts)})" for message, hosts in by_message.items()]
+        return [f"{message} (inventory, {_hosts(hosts)}{role})" for (message, role), hosts in by_message.items()]
 
     def _missing(self, given: Mapping[str, Any], inventory: InventoryVars | None) -> list[str]:
         problems = []
         for spec in sorted(self.schema.required, key=lambda spec: spec.name):
-            if given.get(spec.name) is not None:
+            if not _missing_from(spec, given):
                 continue
             how = f"-e {spec.name}=... or {env_name(spec.name)}"
             if spec.no_log:
@@ -222,7 +196,7 @@ class Validator:
             if inventory is None:
                 problems.append(f"{spec.name} is required and not set: give it with {how}")
             elif inventory.static:
-                hosts = [host for host, variables in inventory.hosts.items() if variables.get(spec.name) is None]
+                hosts = [host for host, variables in inventory.hosts.items() if _missing_from(spec, variables)]
                 if hosts:
                     problems.append(
                         f"{spec.name} is required and not set for {_hosts(hosts)}: "
@@ -268,6 +242,17 @@ class Validator:
             passthrough_files=list(extra.passthrough_files),
             inventory=inventory,
         )
+
+
+def _missing_from(spec: VariableSpec, values: Mapping[str, Any]) -> bool:
+    """ansible-core's check of a required option (check_required_arguments): is it among ``values``?"""
+    from ansible.module_utils.common.validation import check_required_arguments
+
+    try:
+        check_required_arguments({spec.name: {"required": True}}, values)
+    except TypeError:
+        return True
+    return False
 
 
 def _hosts(hosts: list[str]) -> str:

@@ -60,6 +60,28 @@ def test_a_bad_input_is_named_before_the_host_is_contacted(bad_inputs):
     assert "mlflow_version 2.9.0 is below" in _flat(outcome.message)
 
 
+def test_a_bad_site_variable_stops_every_host_before_the_preflight(run_site):
+    """The site variables are checked by ansible-core against roles/mlflow_ansible/meta/argument_specs.yml in site.yml's
+    first play (no connection), and the wrapper gives the same verdict from the same file before it starts."""
+    from mlflow_ansible.api import prepare
+    from mlflow_ansible.errors import ValidationError
+
+    hosts = {"vm1": {"mlflow_ansible_serial": "two"}, "vm2": {}}
+    result = run_site(hosts=hosts, callback="ansible.posix.json")
+    report = json.loads(result.output[result.output.index("{"):])
+    assert result.rc != 0
+    assert [play["play"]["name"] for play in report["plays"]] == ["Check the site variables"]
+    failed = {host: outcome["msg"] for task in report["plays"][0]["tasks"]
+              for host, outcome in task["hosts"].items() if outcome.get("failed")}
+    assert list(failed) == ["vm1"]
+    assert "argument 'mlflow_ansible_serial' is of type str and we were unable to convert to int" in failed["vm1"]
+    with pytest.raises(ValidationError) as excinfo:
+        prepare("status", {"all": {"children": {"mlflow_servers": {"hosts": hosts}}}}, environ={})
+    assert excinfo.value.problems == [
+        "mlflow_ansible_serial must be an integer, not 'two' (inventory, host vm1; role mlflow_ansible)"
+    ]
+
+
 def test_missing_required_artifact_destination(run_site):
     result = run_site(drop=("tracking_server_artifacts_destination",))
     assert result.rc != 0
@@ -89,7 +111,8 @@ def test_the_deploy_play_does_not_run_the_preflight_again(good_inputs):
     """The preflight play checked every role (arguments and preflight); the deploy play calls each role's deploy
     entry point, which neither validates the arguments again nor includes the preflight."""
     report = json.loads(good_inputs[1][good_inputs[1].index("{"):])
-    preflight, deploy = report["plays"]
+    site, preflight, deploy = report["plays"]  # site.yml's check of the site variables comes first
+    assert site["play"]["name"] == "Check the site variables"
     preflight_names = [task["task"]["name"] for task in preflight["tasks"]]
     deploy_names = [task["task"]["name"] for task in deploy["tasks"]]
     for role in ROLES:

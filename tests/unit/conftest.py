@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_ansible.api import ACTIONS
 from mlflow_ansible.collection import find_collection
 from mlflow_ansible.inventory import make_loader
 from mlflow_ansible.specs import Schema, deploy_schema, load_role_specs, testbed_schema
@@ -19,7 +18,7 @@ def role_specs():
 
 @pytest.fixture(scope="session")
 def schema(role_specs) -> Schema:
-    return deploy_schema(role_specs, ACTIONS)
+    return deploy_schema(role_specs)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -21,6 +23,8 @@ from mlflow_ansible import iap_token
 from mlflow_ansible.iap_token import IapRequestHeaderProvider, IapTokenSource, TokenError
 
 AUDIENCE = "123456-iap.apps.googleusercontent.com"
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("ansible", "ansible_runner", "rich", "yaml")  # the wrapper's dependencies, not the provider's
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +120,64 @@ def test_token_command_prints_a_token(sa_key_file):
 def test_no_audience_is_a_clear_error():
     with pytest.raises(TokenError, match="MLFLOW_ANSIBLE_IAP_AUDIENCE"):
         IapTokenSource("")
+
+
+# Run with python -I (no PYTHONPATH, no user site, no current directory), this checkout first on sys.path,
+# and a finder that refuses the wrapper's heavy dependencies: the provider must load and give a header.
+_LIGHT_IMPORT = """
+import json, sys
+sys.path[:0] = [{repo!r}]
+HEAVY = {heavy!r}
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in HEAVY:
+            raise ImportError(f"refused in this test: {{name}}")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+try:
+    import ansible  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("the finder let ansible in")
+from importlib import import_module
+provider = getattr(import_module({module!r}), "IapRequestHeaderProvider")()
+assert provider.in_context()
+headers = provider.request_headers()
+loaded = sorted(name for name in sys.modules if name.partition(".")[0] in HEAVY)
+print(json.dumps({{"headers": headers, "heavy": loaded}}))
+"""
+
+
+@pytest.mark.parametrize("module", ["mlflow_ansible_iap_token", "mlflow_ansible.iap_token"])
+def test_the_provider_needs_no_ansible_runner_or_rich(sa_key_file, monkeypatch, module):
+    """The entry point's module (and the package's path to it) imports without the wrapper's dependencies."""
+    script = _LIGHT_IMPORT.format(repo=str(REPO), heavy=HEAVY, module=module)
+    env = dict(os.environ, MLFLOW_ANSIBLE_IAP_AUDIENCE=AUDIENCE)
+    env.pop("MLFLOW_TRACKING_USERNAME", None)
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, env=env,
+                          cwd=sa_key_file.parent, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    assert list(report["headers"]) == ["Authorization"]
+    assert jwt.decode(report["headers"]["Authorization"].removeprefix("Bearer "), verify=False)["aud"] == AUDIENCE
+
+
+def test_the_small_distribution_is_the_same_module_without_the_wrappers_dependencies():
+    small = tomllib.loads((REPO / "packaging" / "iap-token" / "pyproject.toml").read_text())
+    full = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert (REPO / "packaging" / "iap-token" / "mlflow_ansible_iap_token.py").resolve() == (
+        REPO / "mlflow_ansible_iap_token.py"
+    )
+    assert small["project"]["version"] == full["project"]["version"]
+    names = {dependency.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip()
+             for dependency in small["project"]["dependencies"]}
+    assert names == {"google-auth", "requests"}
+    entry = "mlflow.request_header_provider"
+    assert small["project"]["entry-points"][entry] == full["project"]["entry-points"][entry] == {
+        "mlflow-ansible-iap": "mlflow_ansible_iap_token:IapRequestHeaderProvider"
+    }
+    assert "mlflow_ansible_iap_token" in full["tool"]["setuptools"]["py-modules"]

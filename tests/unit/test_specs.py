@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_ansible import child_env, env_vars
+from mlflow_ansible.api import ACTIONS
 from mlflow_ansible.collection import _installed, find_collection
 from mlflow_ansible.specs import load_role_specs
 
@@ -26,17 +27,32 @@ def _plugin_module():
 def test_deploy_schema_is_every_role_but_the_testbed(role_specs, schema, bed_schema):
     deploy_roles = {spec.role for spec in schema.variables.values()}
     assert deploy_roles == {"python", "mlflow", "local_postgresql", "cloudsql_proxy", "cloudsql_client",
-                            "gcs_credentials", "iap", "tracking_server", "tls_proxy", "firewall", "site"}
+                            "gcs_credentials", "iap", "tracking_server", "tls_proxy", "firewall", "mlflow_ansible"}
     assert "testbed_name" not in schema and "testbed_name" in bed_schema
-    assert schema["mlflow_ansible_action"].choices == (
-        "deploy", "verify", "status", "uninstall", "restart", "rotate-kek", "upgrade"
-    )
     assert "mlflow_ansible_hosts" in schema
+    # The site variables come from roles/mlflow_ansible/meta/argument_specs.yml, the spec site.yml's first play checks.
     site = {"mlflow_ansible_action", "mlflow_ansible_hosts", "mlflow_ansible_purge", "mlflow_ansible_upgrade_to",
             "mlflow_ansible_serial"}
-    assert {name for name in schema.names if schema[name].role == "site"} == site
+    from_spec = {name for name in schema.names if schema[name].role == "mlflow_ansible"}
+    assert from_spec == site == set(role_specs["mlflow_ansible"])
+    assert (schema["mlflow_ansible_serial"].type, schema["mlflow_ansible_purge"].type) == ("int", "bool")
     role_variables = sum(len(options) for role, options in role_specs.items() if role != "testbed")
-    assert role_variables + len(site) == len(schema.names)
+    assert role_variables == len(schema.names)
+
+
+def test_the_site_spec_offers_every_action_and_only_those(schema):
+    """The subcommands (ACTIONS) and the choices the play accepts are the same list, each with its playbook."""
+    assert schema["mlflow_ansible_action"].choices == tuple(ACTIONS)
+    assert all((REPO / "playbooks" / f"{action}.yml").is_file() for action in schema["mlflow_ansible_action"].choices)
+
+
+def test_the_site_playbook_checks_the_site_spec_in_its_first_play():
+    import yaml
+
+    first = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())[0]
+    assert first["gather_facts"] is False and first["any_errors_fatal"] is True
+    assert first["tasks"][0]["ansible.builtin.import_role"]["name"] == "mlflow_ansible.tracking.mlflow_ansible"
+    assert not (REPO / "roles" / "mlflow_ansible" / "tasks").exists()  # the role's argument spec is all it brings
 
 
 def test_specs_carry_type_default_choices_required_and_no_log(schema):

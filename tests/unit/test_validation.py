@@ -62,18 +62,26 @@ BAD_INPUTS = [
         {},
         r"unknown variable 'completely_unrelated' \(-e completely_unrelated=\.\.\.\); see the variables in README\.md",
     ),
-    ("int", ["tracking_server_port=abc"], {}, r"tracking_server_port must be an integer, not 'abc'"),
     (
-        "int-not-bool",
-        ['{"tracking_server_workers": true}'],
+        "int",
+        ["tracking_server_port=abc"],
         {},
-        r"tracking_server_workers must be an integer, not True",
+        r"tracking_server_port must be an integer, not 'abc' \(-e tracking_server_port=\.\.\.; role tracking_server\)",
+    ),
+    # ansible-core's check_type_int takes True as 1 (the role's validate_argument_spec passes it at play
+    # time, so the wrapper does too: one verdict); a float with a fraction is no integer for either.
+    (
+        "int-not-fraction",
+        ['{"tracking_server_workers": 2.5}'],
+        {},
+        r"tracking_server_workers must be an integer, not 2\.5",
     ),
     (
         "bool-from-env",
         [],
         {"tracking_server_canary": "maybe"},
-        r"tracking_server_canary must be a boolean, not 'maybe' \(MLFLOW_ANSIBLE_VAR_tracking_server_canary\)",
+        r"tracking_server_canary must be a boolean, not 'maybe' "
+        r"\(MLFLOW_ANSIBLE_VAR_tracking_server_canary; role tracking_server\)",
     ),
     (
         "choices",
@@ -88,11 +96,13 @@ BAD_INPUTS = [
         {},
         r"tls_proxy_multipart_upload must be one of auto, pass, refuse, not 'off'",
     ),
+    # ansible-core turns anything into a str (a mapping in mlflow_extra_packages would pass as its repr, at
+    # play time too): the element check is shown on a list of mappings, where a string is refused.
     (
         "list-element",
-        ['{"mlflow_extra_packages": ["google-auth", {"name": "x"}]}'],
+        ['{"tracking_server_auth_users": [{"name": "ci"}, "alice"]}'],
         {},
-        r"mlflow_extra_packages\[1\] must be a str|mlflow_extra_packages\[1\] must be a string",
+        r"tracking_server_auth_users\[1\] must be a mapping, not 'alice' \(-e \(JSON\); role tracking_server\)",
     ),
     (
         "dict",
@@ -100,17 +110,25 @@ BAD_INPUTS = [
         {},
         r"tracking_server_extra_env must be a mapping, not \['A=1'\]",
     ),
+    # (A list for a str option, refused here before, passes ansible-core's check_type_str as its repr, at
+    # play time too; the wrapper keeps that verdict.)
     (
-        "str-not-list",
-        ['{"cloudsql_client_host": ["a", "b"]}'],
+        "str-not-mapping",
+        ['{"tracking_server_extra_env": "not-a-mapping"}'],
         {},
-        r"cloudsql_client_host must be a string, not \['a', 'b'\]",
+        r"tracking_server_extra_env must be a mapping, not 'not-a-mapping'",
     ),
     (
         "secret-hidden",
-        ['{"cloudsql_client_password": ["not", "a", "string"]}'],
+        ['{"tracking_server_kek_previous_passphrases": {"old": "hunter2-passphrase"}}'],
         {},
-        r"cloudsql_client_password must be a string, not a list \(value hidden\)",
+        r"tracking_server_kek_previous_passphrases must be a list of strings, not a dict \(value hidden\)",
+    ),
+    (
+        "site-variable-from-its-spec",
+        ["mlflow_ansible_serial=two"],
+        {},
+        r"mlflow_ansible_serial must be an integer, not 'two' \(-e mlflow_ansible_serial=\.\.\.; role mlflow_ansible\)",
     ),
     (
         "reserved",
@@ -136,6 +154,7 @@ def test_bad_input_is_rejected_with_one_line_naming_the_variable(tmp_path, extra
     assert re.search(message, text), text
     assert excinfo.value.exit_code == ExitCode.BAD_OPTIONS
     assert all("\n" not in problem and "Traceback" not in problem for problem in excinfo.value.problems)
+    assert "hunter2" not in text and "unit-test-password" not in text  # no secret is ever shown
 
 
 def test_bad_json_env_var(tmp_path):
@@ -216,7 +235,7 @@ def test_inventory_typo_and_type_are_reported_per_host(tmp_path):
         prepare("deploy", inventory, extra_vars=[*REQUIRED, SECRET], environ=_env())
     text = _problems(excinfo)
     assert "unknown variable 'tracking_server_prot'; did you mean 'tracking_server_port'? (inventory, host vm1)" in text
-    assert "tracking_server_workers must be an integer, not 'many' (inventory, host vm1)" in text
+    assert "tracking_server_workers must be an integer, not 'many' (inventory, host vm1; role tracking_server)" in text
 
 
 def test_inventory_names_that_are_not_near_misses_are_the_users_own(tmp_path):
@@ -338,7 +357,8 @@ def test_testbed_schema_knows_only_the_testbed(bed_schema):
 
 
 def test_check_value_leaves_templates_to_ansible(schema):
-    assert check_value(schema["tracking_server_port"], "{{ port }}", "-e") == ("{{ port }}", [])
+    assert check_value(schema["tracking_server_port"], "{{ port }}") == ("{{ port }}", None)
+    assert check_value(schema["tracking_server_auth_users"], ["{{ admin }}"]) == (["{{ admin }}"], None)
 
 
 def test_suggestion_uses_difflib():

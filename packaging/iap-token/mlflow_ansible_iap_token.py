@@ -1,0 +1,1 @@
+../../mlflow_ansible_iap_token.py
