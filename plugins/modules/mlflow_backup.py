@@ -16,7 +16,7 @@ description:
     O(dest)/O(label) (mode 0700, every file 0600), then writes C(manifest.json) there (last, so a
     directory without one is an incomplete backup, never counted nor restored). The manifest records
     per database its dialect, alembic revision, file, size and sha256. A failed dump leaves no directory.
-  - V(restore) puts every database of O(manifest) back as it was: every dump is checked against its
+  - V(restore) puts every database of O(manifest) back as it was. Every dump is checked against its
     sha256 first (a changed backup touches nothing), then each database is restored and its revision
     compared with the manifest's.
   - V(pruned) removes all but the O(keep) newest complete backups of O(dest) (by label, which the
