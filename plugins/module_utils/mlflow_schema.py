@@ -4,7 +4,7 @@
 
 Shared by the mlflow_schema module (the deploy's and the upgrade's calls, in check mode too) and
 installed on the VM as the unit's start guard (``check``, run by systemd without Ansible), where
-mlflow_backup.py and mlflow_s3_bucket.py import it.
+mlflow_s3_bucket.py imports it. The mlflow_backup module's code (module_utils/mlflow_backup.py) imports it too.
 
 Run with the Python of the MLflow venv. The backend store URI is read from the
 server's environment file (root-only), so it never appears on a command line.
@@ -240,6 +240,20 @@ def upgrade_auth(auth_config: str, head_file: str | None, check: bool = False) -
     return {"before": before, "after": after, "head": head, "action": "none" if before == after else "upgraded"}
 
 
+def auth_status(auth_config: str, head_file: str | None) -> dict:
+    """The auth database's revision against the head (read from head_file, else asked from MLflow),
+    without migrating it."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(auth_database_uri(auth_config), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        before = auth_revision(engine)
+    finally:
+        engine.dispose()
+    head = read_head(head_file) or installed_head("alembic_version_auth")
+    return {"before": before, "after": before, "head": head, "behind": before != head, "action": "none"}
+
+
 def read_head(path: str | None) -> str | None:
     if path and os.path.exists(path):
         with open(path, encoding="utf-8") as handle:
@@ -400,16 +414,20 @@ def schema_status(engine, action: str, head_file: str | None, auth_config: str |
 
 
 def prepare(engine, database: str | None = None, auth_config: str | None = None, auth_head_file: str | None = None,
-            status: bool = False, head_file: str | None = None, migrate: bool = False, check: bool = False) -> dict:
+            status: bool = False, head_file: str | None = None, migrate: bool = False, check: bool = False,
+            auth_migrate: bool = True) -> dict:
     """In one process, what a deploy does before the server (re)starts: create the auth database when
     missing (database), bring it to MLflow's revision (auth_config, its head from auth_head_file),
     read the backend schema's revision (status, its head from head_file) and, with migrate, migrate it
-    when it is behind (under the server-wide lock, so one host of many migrates). With check, nothing
-    changes: each part says what it would do."""
+    when it is behind (under the server-wide lock, so one host of many migrates). Without auth_migrate
+    the auth database's revision is only read. With check, nothing changes: each part says what it
+    would do."""
     result = {}
     if database:
         result["auth_database"] = ensure_database(engine, database, check)
-    if auth_config:
+    if auth_config and not auth_migrate:
+        result["auth_schema"] = auth_status(auth_config, auth_head_file)
+    elif auth_config:
         if check and result.get("auth_database", {}).get("check_mode"):  # no database yet to read
             head = read_head(auth_head_file)
             result["auth_schema"] = {"before": None, "after": head, "head": head, "action": "upgraded",

@@ -52,8 +52,20 @@ options:
     description: Name of the basic-auth app's database, created on the backend's server when missing.
     type: str
   auth_config:
-    description: The auth app's C(basic_auth.ini); its database is brought to O(auth_head_file)'s revision.
+    description:
+      - The auth app's C(basic_auth.ini); its database is brought to O(auth_head_file)'s revision
+        (with O(auth=status), only read).
     type: path
+  auth:
+    description:
+      - What to do with the auth database of O(auth_config).
+      - V(migrate) brings it to O(auth_head_file)'s revision; V(status) reads its revision against it
+        (without O(auth_head_file), the installed MLflow's) and reports whether it is behind.
+      - With O(backend=ignore) and no O(auth_database), the auth database alone is settled (what the
+        upgrade does, with the target release's head file and interpreter).
+    type: str
+    choices: [migrate, status]
+    default: migrate
   auth_head_file:
     description: File holding the installed MLflow's auth schema head (the mlflow role records it).
     type: path
@@ -88,6 +100,25 @@ EXAMPLES = r"""
     head_file: /opt/mlflow/current/mlflow-ansible-schema-head
   vars:
     ansible_python_interpreter: /opt/mlflow/current/bin/python
+
+- name: Read both revisions against a newly installed release, migrating nothing
+  mlflow_ansible.tracking.mlflow_schema:
+    env_file: /etc/mlflow/mlflow.env
+    head_file: /opt/mlflow/venvs/3.17.2/mlflow-ansible-schema-head
+    auth: status
+    auth_config: /etc/mlflow/basic_auth.ini
+    auth_head_file: /opt/mlflow/venvs/3.17.2/mlflow-ansible-auth-head
+  vars:
+    ansible_python_interpreter: /opt/mlflow/venvs/3.17.2/bin/python
+
+- name: Migrate the auth database alone, with the new release
+  mlflow_ansible.tracking.mlflow_schema:
+    env_file: /etc/mlflow/mlflow.env
+    backend: ignore
+    auth_config: /etc/mlflow/basic_auth.ini
+    auth_head_file: /opt/mlflow/venvs/3.17.2/mlflow-ansible-auth-head
+  vars:
+    ansible_python_interpreter: /opt/mlflow/venvs/3.17.2/bin/python
 """
 
 RETURN = r"""
@@ -97,7 +128,9 @@ auth_database:
   type: dict
   sample: {"database": "mlflow_auth", "created": true}
 auth_schema:
-  description: The auth database's revisions and what was done (none, upgraded).
+  description:
+    - The auth database's revisions and what was done (none, upgraded).
+    - With O(auth=status), also whether it is behind the head (C(behind)); nothing is done.
   returned: when O(auth_config) is set
   type: dict
   sample: {"before": null, "after": "0a7f8b2c", "head": "0a7f8b2c", "action": "upgraded"}
@@ -170,6 +203,7 @@ def run(module) -> dict:
             head_file=params["head_file"],
             migrate=params["backend"] == "migrate",
             check=module.check_mode,
+            auth_migrate=params["auth"] == "migrate",
         )
     except Exception as exc:  # any database error, without the URI (it may hold a password)
         module.fail_json(msg=f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")[:2000])
@@ -196,6 +230,7 @@ def main():
             "auth_database": {"type": "str"},
             "auth_config": {"type": "path"},
             "auth_head_file": {"type": "path"},
+            "auth": {"type": "str", "choices": ["migrate", "status"], "default": "migrate"},
         },
         required_by={"auth_head_file": "auth_config"},
         supports_check_mode=True,

@@ -30,7 +30,8 @@ class FakeModule:
         self.check_mode = check_mode
         self._diff = diff
         self.params = {"uri_variable": "MLFLOW_BACKEND_STORE_URI", "head_file": None, "backend": "status",
-                       "auth_database": None, "auth_config": None, "auth_head_file": None, **params}
+                       "auth_database": None, "auth_config": None, "auth_head_file": None, "auth": "migrate",
+                       **params}
 
     def fail_json(self, msg, **kwargs):
         raise Failed(msg)
@@ -92,3 +93,22 @@ def test_status_only_never_migrates_and_a_missing_env_file(server):
     assert schema_module.run(FakeModule(check_mode=True, env_file=missing))["changed"] is True
     with pytest.raises(Failed, match="nope.env does not exist"):
         schema_module.run(FakeModule(env_file=missing))
+
+
+def test_auth_status_reads_the_revision_and_migrates_nothing(server):
+    """What the upgrade asks first (auth: status): whether the auth database is behind the new release's head,
+    without touching it; then the auth database alone (backend: ignore) is migrated, as the upgrade does."""
+    (server["dir"] / "auth.db").touch()  # an empty database: no revision yet
+    params = {"env_file": server["env_file"], "auth_config": server["auth_config"],
+              "auth_head_file": server["auth_head_file"]}
+    head = Path(server["auth_head_file"]).read_text().strip()
+    status = schema_module.run(FakeModule(auth="status", backend="ignore", **params))
+    assert status["changed"] is False and "status" not in status
+    assert status["auth_schema"] == {"before": None, "after": None, "head": head, "behind": True, "action": "none"}
+    assert "users" not in _tables(server["dir"] / "auth.db")
+
+    migrated = schema_module.run(FakeModule(backend="ignore", **params))
+    assert migrated["changed"] is True and migrated["auth_schema"]["after"] == head
+    assert "users" in _tables(server["dir"] / "auth.db") and _tables(server["dir"] / "mlflow.db") == []
+    current = schema_module.run(FakeModule(auth="status", backend="ignore", **params))
+    assert current["auth_schema"]["behind"] is False and current["auth_schema"]["before"] == head

@@ -1,6 +1,7 @@
-"""The upgrade's helpers on real SQLite databases: backup, restore, prune, and the unit's start guard.
+"""module_utils/mlflow_schema.py as the script the role installs on the VM, on real SQLite databases:
+the unit's start guard (``check``) and ``prepare``.
 
-PostgreSQL (pg_dump/pg_restore) and MariaDB are exercised by the molecule `upgrade` scenario.
+The backup, restore and prune of the upgrade are the mlflow_backup module's (tests/unit/plugins/modules).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FILES = ROOT / "roles" / "tracking_server" / "files"
-# mlflow_schema.py is the mlflow_schema module's code too; the role installs it beside the others on the VM.
+ROOT = Path(__file__).resolve().parents[4]
+# mlflow_schema.py is the mlflow_schema module's code too; the role installs it beside the helpers on the VM.
 MODULE_UTILS = ROOT / "plugins" / "module_utils"
 
 
 def helper(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    script = (MODULE_UTILS if name == "mlflow_schema.py" else FILES) / name
+    script = MODULE_UTILS / name
     env = dict(os.environ if env is None else env, PYTHONPATH=str(MODULE_UTILS))
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False, env=env)
 
@@ -34,11 +34,6 @@ def make_db(path: Path, table: str, revision: str, rows: int) -> None:
         db.executemany("INSERT INTO runs VALUES (?, ?)", [(f"r{i}", f"run {i}") for i in range(rows)])
 
 
-def rows(path: Path) -> list[tuple]:
-    with sqlite3.connect(path) as db:
-        return db.execute("SELECT * FROM runs ORDER BY run_uuid").fetchall()
-
-
 @pytest.fixture
 def server(tmp_path):
     """A tracking and an auth SQLite database, with the env file and basic_auth.ini that name them."""
@@ -49,86 +44,7 @@ def server(tmp_path):
     env_file.write_text(f'MLFLOW_BACKEND_STORE_URI="sqlite:///{tracking}"\n')
     ini = tmp_path / "basic_auth.ini"
     ini.write_text(f"[mlflow]\ndatabase_uri = sqlite:///{auth}\n")
-    return {"tracking": tracking, "auth": auth, "env": str(env_file), "ini": str(ini), "dest": tmp_path / "backups"}
-
-
-def test_backup_then_restore_undoes_a_migration(server):
-    result = helper(
-        "mlflow_backup.py",
-        "--env-file",
-        server["env"],
-        "--auth-config",
-        server["ini"],
-        "backup",
-        "--dest",
-        str(server["dest"]),
-        "--label",
-        "20261122T000000Z-a-to-b",
-    )
-    assert result.returncode == 0, result.stdout
-    manifest = json.loads(result.stdout)
-    assert [(d["database"], d["revision"]) for d in manifest["databases"]] == [
-        ("tracking", "rev_old"),
-        ("auth", "auth_old"),
-    ]
-    assert oct(Path(manifest["manifest"]).stat().st_mode & 0o777) == "0o600"
-    assert oct(server["dest"].stat().st_mode & 0o777) == "0o700"
-    before = rows(server["tracking"])
-
-    # What a migration does: new revision, a new table, changed rows.
-    with sqlite3.connect(server["tracking"]) as db:
-        db.execute("UPDATE alembic_version SET version_num = 'rev_new'")
-        db.execute("CREATE TABLE logged_models (id TEXT)")
-        db.execute("DELETE FROM runs WHERE run_uuid = 'r1'")
-
-    restored = helper(
-        "mlflow_backup.py",
-        "--env-file",
-        server["env"],
-        "--auth-config",
-        server["ini"],
-        "restore",
-        "--manifest",
-        manifest["manifest"],
-    )
-    assert restored.returncode == 0, restored.stdout
-    assert json.loads(restored.stdout)["restored"] == [
-        {"database": "tracking", "revision": "rev_old"},
-        {"database": "auth", "revision": "auth_old"},
-    ]
-    assert rows(server["tracking"]) == before
-
-
-def test_restore_refuses_a_backup_that_changed(server):
-    result = helper(
-        "mlflow_backup.py", "--env-file", server["env"], "backup", "--dest", str(server["dest"]), "--label", "one"
-    )
-    manifest = json.loads(result.stdout)
-    dump = server["dest"] / "one" / manifest["databases"][0]["file"]
-    dump.write_bytes(dump.read_bytes() + b"x")
-    restored = helper("mlflow_backup.py", "--env-file", server["env"], "restore", "--manifest", manifest["manifest"])
-    assert restored.returncode == 1
-    assert "does not match the sha256" in json.loads(restored.stdout)["error"]
-
-
-def test_prune_keeps_the_newest_complete_backups(server):
-    for label in ("20260101", "20260201", "20260301"):
-        assert (
-            helper(
-                "mlflow_backup.py",
-                "--env-file",
-                server["env"],
-                "backup",
-                "--dest",
-                str(server["dest"]),
-                "--label",
-                label,
-            ).returncode
-            == 0
-        )
-    (server["dest"] / "20260401").mkdir()  # incomplete: no manifest, never counted
-    pruned = json.loads(helper("mlflow_backup.py", "prune", "--dest", str(server["dest"]), "--keep", "2").stdout)
-    assert pruned == {"removed": ["20260101"], "kept": ["20260301", "20260201"]}
+    return {"tracking": tracking, "auth": auth, "env": str(env_file), "ini": str(ini)}
 
 
 def test_start_guard_refuses_a_schema_that_is_not_the_installed_one(server, tmp_path):

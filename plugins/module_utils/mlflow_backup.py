@@ -1,24 +1,23 @@
-#!/usr/bin/env python3
-"""Back up and restore MLflow's databases (tracking and auth) before an upgrade.
+# Copyright: mlflow-ansible developers
+# Apache License 2.0 (see LICENSE)
+"""Back up and restore MLflow's databases (tracking and auth) before an upgrade, and prune old backups.
 
-Run as root with the Python of an MLflow venv (it needs SQLAlchemy). URIs come from
-the server's environment file and basic_auth.ini, never from the command line;
-passwords reach pg_dump/mariadb-dump through a private 0600 file in a 0700 directory.
-
-    mlflow_backup.py --env-file /etc/mlflow/mlflow.env --auth-config /etc/mlflow/basic_auth.ini \\
-        backup --dest /var/backups/mlflow --label 20261122T120000-3.17.2
-    mlflow_backup.py --env-file ... --auth-config ... restore --manifest DIR/LABEL/manifest.json
-    mlflow_backup.py prune --dest /var/backups/mlflow --keep 5
+The mlflow_backup module's code. Runs with the Python of an MLflow venv (SQLAlchemy and the
+database driver). URIs come from the server's environment file and basic_auth.ini, never from
+the task's arguments; passwords reach pg_dump/mariadb-dump through a private 0600 file in a
+0700 directory.
 
 PostgreSQL: pg_dump's custom format (restore: every table dropped, then pg_restore in one
 transaction). MySQL/MariaDB: mariadb-dump --single-transaction (restore: every table
 dropped, then the dump replayed). SQLite: SQLite's online backup API.
-Each command prints one JSON object; a failure prints {"error": ...} and exits 1.
+
+Each backup is a directory DEST/LABEL holding one dump per database and manifest.json (written
+last, so a directory without it is an incomplete backup, never counted as one): the label, when
+it was taken, and per database its dialect, alembic revision, file, size and sha256.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import hashlib
@@ -27,14 +26,24 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 
-# Installed side by side in the same libexec directory (the script's own directory is on sys.path).
-from mlflow_schema import AUTH_REVISION_TABLES, auth_database_uri, read_env_file, read_revision
+from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import (
+    AUTH_REVISION_TABLES,
+    auth_database_uri,
+    read_env_file,
+    read_revision,
+)
 
 MANIFEST = "manifest.json"
 REVISION_TABLES = {"tracking": ("alembic_version",), "auth": AUTH_REVISION_TABLES}
+# The client tools each dialect's backup and restore run.
+TOOLS = {"postgresql": ("pg_dump", "pg_restore"), "mysql": ("mariadb-dump", "mariadb")}
+SUFFIXES = {"sqlite": "sqlite", "postgresql": "pgdump", "mysql": "sql"}
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot go on (the message names no secret)."""
 
 
 def database_uris(env_file: str, variable: str, auth_config: str | None) -> dict[str, str]:
@@ -46,6 +55,13 @@ def database_uris(env_file: str, variable: str, auth_config: str | None) -> dict
     if auth_config:
         uris["auth"] = auth_database_uri(auth_config)
     return uris
+
+
+def mask(message: str, uris: dict[str, str]) -> str:
+    """message without the URIs (they may hold a password)."""
+    for name, uri in uris.items():
+        message = message.replace(uri, f"<{name} database URI>")
+    return message
 
 
 def sha256(path: str) -> str:
@@ -66,6 +82,31 @@ def revision(uri: str, database: str) -> str | None:
             return read_revision(connection, REVISION_TABLES[database])
     finally:
         engine.dispose()
+
+
+def dialect(uri: str) -> str:
+    import sqlalchemy
+
+    return sqlalchemy.engine.make_url(uri).get_backend_name()
+
+
+def require_tools(backend: str, which: int) -> None:
+    """Fail before anything is written when the dump (0) or restore (1) tool is not installed."""
+    if backend not in SUFFIXES:
+        raise BackupError(f"no backup method for {backend} databases")
+    if backend in TOOLS and shutil.which(TOOLS[backend][which]) is None:
+        raise BackupError(f"{TOOLS[backend][which]} is not installed (needed for the {backend} database)")
+
+
+@contextlib.contextmanager
+def private_umask():
+    """Files and directories created meanwhile are the owner's only (restored afterwards: a module may
+    run in a long-lived interpreter)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @contextlib.contextmanager
@@ -106,7 +147,7 @@ def client_env(url):
         yield {}, [f"--defaults-extra-file={options}"]
 
 
-def run(argv: list[str], env: dict[str, str], stdin=None, stdout=None) -> None:
+def run_tool(argv: list[str], env: dict[str, str], stdin=None, stdout=None) -> None:
     result = subprocess.run(  # noqa: S603 - fixed tool names, arguments built here
         argv,
         env={**os.environ, **env},
@@ -116,7 +157,7 @@ def run(argv: list[str], env: dict[str, str], stdin=None, stdout=None) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(
+        raise BackupError(
             f"{argv[0]} failed (exit {result.returncode}): {result.stderr.decode(errors='replace')[-1500:]}"
         )
 
@@ -127,8 +168,8 @@ def dump(name: str, uri: str, directory: str) -> dict:
     url = sqlalchemy.engine.make_url(uri)
     backend = url.get_backend_name()
     entry = {"database": name, "dialect": backend, "revision": revision(uri, name)}
+    path = os.path.join(directory, f"{name}.{SUFFIXES[backend]}")
     if backend == "sqlite":
-        path = os.path.join(directory, f"{name}.sqlite")
         source = sqlite3.connect(f"file:{url.database}?mode=ro", uri=True)
         target = sqlite3.connect(path)
         try:
@@ -137,19 +178,15 @@ def dump(name: str, uri: str, directory: str) -> dict:
             target.close()
             source.close()
     elif backend == "postgresql":
-        path = os.path.join(directory, f"{name}.pgdump")
         with client_env(url) as (env, extra):
-            run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", path, *extra], env)
-    elif backend == "mysql":
-        path = os.path.join(directory, f"{name}.sql")
-        with client_env(url) as (env, extra), open(path, "wb") as out:
-            run(
+            run_tool(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", path, *extra], env)
+    else:
+        with client_env(url) as (env, extra), open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
+            run_tool(
                 ["mariadb-dump", *extra, "--single-transaction", "--routines", "--no-tablespaces", url.database],
                 env,
                 stdout=out,
             )
-    else:
-        raise RuntimeError(f"no backup method for {backend} databases")
     os.chmod(path, 0o600)
     entry.update(file=os.path.basename(path), bytes=os.path.getsize(path), sha256=sha256(path))
     return entry
@@ -174,8 +211,6 @@ def restore_one(entry: dict, uri: str, directory: str) -> dict:
     import sqlalchemy
 
     path = os.path.join(directory, entry["file"])
-    if sha256(path) != entry["sha256"]:
-        raise RuntimeError(f"{path} does not match the sha256 recorded at backup time")
     url = sqlalchemy.engine.make_url(uri)
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -191,7 +226,7 @@ def restore_one(entry: dict, uri: str, directory: str) -> dict:
         drop_all_tables(uri)
         with client_env(url) as (env, extra):
             if backend == "postgresql":
-                run(
+                run_tool(
                     [
                         "pg_restore",
                         "--clean",
@@ -209,92 +244,91 @@ def restore_one(entry: dict, uri: str, directory: str) -> dict:
                 )
             else:
                 with open(path, "rb") as source_sql:
-                    run(["mariadb", *extra, url.database], env, stdin=source_sql)
+                    run_tool(["mariadb", *extra, url.database], env, stdin=source_sql)
     after = revision(uri, entry["database"])
     if after != entry["revision"]:
-        raise RuntimeError(f"{entry['database']} is at {after} after the restore, expected {entry['revision']}")
+        raise BackupError(f"{entry['database']} is at {after} after the restore, expected {entry['revision']}")
     return {"database": entry["database"], "revision": after}
 
 
-def backup(uris: dict[str, str], dest: str, label: str) -> dict:
-    os.makedirs(dest, mode=0o700, exist_ok=True)
+def complete_backups(dest: str) -> list[str]:
+    """The labels of the complete backups in dest (those with a manifest), newest (highest label) first."""
+    if not os.path.isdir(dest):
+        return []
+    return sorted((entry for entry in os.listdir(dest) if os.path.exists(os.path.join(dest, entry, MANIFEST))),
+                  reverse=True)
+
+
+def backup(uris: dict[str, str], dest: str, label: str, check: bool = False) -> dict:
+    """Dump every database of uris into dest/label, then write its manifest. With check, read each
+    database's revision and say what would be dumped, writing nothing."""
+    if not label or label in (".", "..") or os.sep in label:
+        raise BackupError(f"label {label!r} must name one directory under dest")
     directory = os.path.join(dest, label)
-    os.makedirs(directory, mode=0o700)
-    try:
-        entries = [dump(name, uri, directory) for name, uri in uris.items()]
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)  # no half backup that looks complete
-        raise
-    manifest = {
-        "label": label,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "databases": entries,
-    }
     path = os.path.join(directory, MANIFEST)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2)
+    if os.path.lexists(directory):
+        raise BackupError(f"{directory} exists already: give the backup a new label")
+    if not uris:
+        raise BackupError("no database to back up (no backend store URI, no auth_config)")
+    for uri in uris.values():
+        require_tools(dialect(uri), 0)
+    if check:
+        planned = [{"database": name, "dialect": dialect(uri), "revision": revision(uri, name),
+                    "file": f"{name}.{SUFFIXES[dialect(uri)]}"} for name, uri in uris.items()]
+        return {"label": label, "databases": planned, "manifest": path}
+    with private_umask():
+        os.makedirs(dest, mode=0o700, exist_ok=True)
+        os.makedirs(directory, mode=0o700)
+        try:
+            entries = [dump(name, uri, directory) for name, uri in uris.items()]
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)  # no half backup that looks complete
+            raise
+        manifest = {
+            "label": label,
+            # datetime.UTC is Python 3.11's: module_utils may run on older Pythons.
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
+            "databases": entries,
+        }
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2)
     return {**manifest, "manifest": path}
 
 
-def restore(uris: dict[str, str], manifest_path: str) -> dict:
+def read_manifest(manifest_path: str, uris: dict[str, str]) -> dict:
+    """The manifest, once every dump it lists is checked against its sha256 and has a URI to go to."""
     with open(manifest_path, encoding="utf-8") as handle:
         manifest = json.load(handle)
     directory = os.path.dirname(manifest_path)
-    restored = []
     for entry in manifest["databases"]:
         if entry["database"] not in uris:
-            raise RuntimeError(f"no URI configured for the {entry['database']} database")
-        restored.append(restore_one(entry, uris[entry["database"]], directory))
-    return {"label": manifest["label"], "restored": restored}
+            raise BackupError(f"no URI configured for the {entry['database']} database")
+        path = os.path.join(directory, entry["file"])
+        if not os.path.exists(path) or sha256(path) != entry["sha256"]:
+            raise BackupError(f"{path} does not match the sha256 recorded at backup time")
+        require_tools(dialect(uris[entry["database"]]), 1)
+    return manifest
 
 
-def prune(dest: str, keep: int) -> dict:
-    if not os.path.isdir(dest):
-        return {"removed": []}
-    complete = sorted(
-        (entry for entry in os.listdir(dest) if os.path.exists(os.path.join(dest, entry, MANIFEST))), reverse=True
-    )
+def restore(uris: dict[str, str], manifest_path: str, check: bool = False) -> dict:
+    """Put every database of the manifest back as it was backed up (every dump is verified first, so a
+    changed backup touches nothing). With check, read the current revisions and write nothing."""
+    manifest = read_manifest(manifest_path, uris)
+    directory = os.path.dirname(manifest_path)
+    before = {entry["database"]: revision(uris[entry["database"]], entry["database"])
+              for entry in manifest["databases"]}
+    if check:
+        restored = [{"database": entry["database"], "revision": entry["revision"]} for entry in manifest["databases"]]
+    else:
+        restored = [restore_one(entry, uris[entry["database"]], directory) for entry in manifest["databases"]]
+    return {"label": manifest["label"], "manifest": manifest_path, "before": before, "restored": restored}
+
+
+def prune(dest: str, keep: int, check: bool = False) -> dict:
+    """Remove all but the keep newest complete backups (incomplete ones are never counted nor removed)."""
+    complete = complete_backups(dest)
     removed = complete[keep:]
-    for label in removed:
-        shutil.rmtree(os.path.join(dest, label))
+    if not check:
+        for label in removed:
+            shutil.rmtree(os.path.join(dest, label))
     return {"removed": removed, "kept": complete[:keep]}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env-file", help="the server's environment file (backend store URI)")
-    parser.add_argument("--variable", default="MLFLOW_BACKEND_STORE_URI")
-    parser.add_argument("--auth-config", help="basic_auth.ini (the auth database), when basic auth is on")
-    commands = parser.add_subparsers(dest="command", required=True)
-    backup_parser = commands.add_parser("backup")
-    backup_parser.add_argument("--dest", required=True)
-    backup_parser.add_argument("--label", required=True)
-    restore_parser = commands.add_parser("restore")
-    restore_parser.add_argument("--manifest", required=True)
-    prune_parser = commands.add_parser("prune")
-    prune_parser.add_argument("--dest", required=True)
-    prune_parser.add_argument("--keep", type=int, required=True)
-    args = parser.parse_args(argv)
-    os.umask(0o077)
-    uris: dict[str, str] = {}
-    try:
-        if args.command != "prune":
-            uris = database_uris(args.env_file, args.variable, args.auth_config)
-        if args.command == "backup":
-            result = backup(uris, args.dest, args.label)
-        elif args.command == "restore":
-            result = restore(uris, args.manifest)
-        else:
-            result = prune(args.dest, args.keep)
-    except Exception as exc:  # report for the play, secrets masked
-        message = f"{type(exc).__name__}: {exc}"
-        for uri in uris.values():
-            message = message.replace(uri, "<database URI>")
-        print(json.dumps({"error": message[:3000]}))
-        return 1
-    print(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

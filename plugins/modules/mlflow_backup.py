@@ -1,0 +1,259 @@
+#!/usr/bin/python
+# Copyright: mlflow-ansible developers
+# Apache License 2.0 (see LICENSE)
+"""Back up, restore or prune the databases of an MLflow tracking server around an upgrade."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: mlflow_backup
+short_description: Back up and restore the databases of an MLflow tracking server, prune old backups
+version_added: "0.1.0"
+description:
+  - What the upgrade does before it migrates a database, and after a failed upgrade.
+  - V(backup) dumps the backend store and, with O(auth_config), the basic-auth app's database into
+    O(dest)/O(label) (mode 0700, every file 0600), then writes C(manifest.json) there (last, so a
+    directory without one is an incomplete backup, never counted nor restored). The manifest records
+    per database its dialect, alembic revision, file, size and sha256. A failed dump leaves no directory.
+  - V(restore) puts every database of O(manifest) back as it was. Every dump is checked against its
+    sha256 first (a changed backup touches nothing), then each database is restored and its revision
+    compared with the manifest's.
+  - V(pruned) removes all but the O(keep) newest complete backups of O(dest) (by label, which the
+    upgrade begins with a UTC timestamp).
+  - "PostgreSQL: C(pg_dump) custom format; the restore drops every table, then C(pg_restore) in one
+    transaction. MySQL/MariaDB: C(mariadb-dump --single-transaction); the restore drops every table,
+    then replays the dump with C(mariadb). SQLite: SQLite's online backup API."
+  - The URIs are read from the server's root-only environment file and C(basic_auth.ini), so they never
+    appear in the task's arguments, its result or a process list; passwords reach the client tools
+    through a private 0600 file. Error messages show C(<tracking database URI>) in place of a URI.
+  - Runs with the Python of an MLflow virtual environment (SQLAlchemy and the database driver), the
+    active one's for a backup or a restore of the databases it serves.
+options:
+  state:
+    description:
+      - V(backup) takes a new backup O(label) in O(dest).
+      - V(restore) restores the backup whose manifest is O(manifest).
+      - V(pruned) keeps the O(keep) newest complete backups of O(dest) and removes the others.
+    type: str
+    choices: [backup, restore, pruned]
+    required: true
+  env_file:
+    description:
+      - The server's environment file, where O(uri_variable) holds the backend store URI.
+      - Required with O(state=backup) and O(state=restore).
+    type: path
+  uri_variable:
+    description: The variable of O(env_file) that holds the backend store URI.
+    type: str
+    default: MLFLOW_BACKEND_STORE_URI
+  auth_config:
+    description: The basic-auth app's C(basic_auth.ini); its database is backed up or restored too.
+    type: path
+  dest:
+    description:
+      - The directory of the backups (created mode 0700 when missing).
+      - Required with O(state=backup) and O(state=pruned).
+    type: path
+  label:
+    description:
+      - The new backup's directory name under O(dest) (one path component). Required with O(state=backup).
+      - A label that exists already fails the task.
+    type: str
+  manifest:
+    description: The C(manifest.json) of the backup to restore. Required with O(state=restore).
+    type: path
+  keep:
+    description: How many complete backups O(state=pruned) keeps (the newest). Required with O(state=pruned).
+    type: int
+attributes:
+  check_mode:
+    support: full
+    description:
+      - V(backup) reads each database's revision and reports the backup it would take (changed), writing nothing.
+      - V(restore) checks the dumps against the manifest, reads the current revisions and reports the
+        restore (changed), writing nothing.
+      - V(pruned) reports the backups it would remove.
+  diff_mode:
+    support: full
+    description:
+      - V(backup) and V(pruned) show the complete backups of O(dest) before and after.
+      - V(restore) shows each database's revision before and after.
+requirements:
+  - SQLAlchemy and the database driver (MLflow's virtual environment has them), for O(state=backup) and O(state=restore)
+  - C(pg_dump) and C(pg_restore) for PostgreSQL, C(mariadb-dump) and C(mariadb) for MySQL/MariaDB
+author:
+  - mlflow-ansible developers (@mlflow-ansible)
+"""
+
+EXAMPLES = r"""
+- name: Back up the databases before they change
+  mlflow_ansible.tracking.mlflow_backup:
+    state: backup
+    env_file: /etc/mlflow/mlflow.env
+    auth_config: /etc/mlflow/basic_auth.ini
+    dest: /var/backups/mlflow
+    label: 20261122T120000Z-2.22.5-to-3.17.2
+  vars:
+    ansible_python_interpreter: /opt/mlflow/current/bin/python
+  register: backup
+
+- name: Restore them after a failed upgrade
+  mlflow_ansible.tracking.mlflow_backup:
+    state: restore
+    env_file: /etc/mlflow/mlflow.env
+    auth_config: /etc/mlflow/basic_auth.ini
+    manifest: "{{ backup.manifest }}"
+  vars:
+    ansible_python_interpreter: /opt/mlflow/venvs/2.22.5/bin/python
+
+- name: Keep the five newest backups
+  mlflow_ansible.tracking.mlflow_backup:
+    state: pruned
+    dest: /var/backups/mlflow
+    keep: 5
+"""
+
+RETURN = r"""
+manifest:
+  description:
+    - The backup's C(manifest.json) (with O(state=backup), the one written, or in check mode the one it would write).
+  returned: when O(state) is V(backup) or V(restore)
+  type: str
+  sample: /var/backups/mlflow/20261122T120000Z-2.22.5-to-3.17.2/manifest.json
+label:
+  description: The backup's label.
+  returned: when O(state) is V(backup) or V(restore)
+  type: str
+  sample: 20261122T120000Z-2.22.5-to-3.17.2
+created:
+  description: When the backup was taken (UTC, ISO 8601).
+  returned: when O(state=backup), not in check mode
+  type: str
+  sample: "2026-11-22T12:00:00+00:00"
+databases:
+  description:
+    - The databases backed up, as the manifest records them (in check mode, without C(bytes) and C(sha256)).
+  returned: when O(state=backup)
+  type: list
+  elements: dict
+  sample:
+    - {"database": "tracking", "dialect": "postgresql", "revision": "1b5f0d9ad7c1", "file": "tracking.pgdump",
+       "bytes": 48213, "sha256": "9f2c..."}
+    - {"database": "auth", "dialect": "postgresql", "revision": "0a7f8b2c", "file": "auth.pgdump",
+       "bytes": 9120, "sha256": "41d0..."}
+before:
+  description: Each database's revision before the restore.
+  returned: when O(state=restore)
+  type: dict
+  sample: {"tracking": "1b5f0d9ad7c1", "auth": "0a7f8b2c"}
+restored:
+  description: Each database restored and the revision it is at afterwards (in check mode, the one it would be at).
+  returned: when O(state=restore)
+  type: list
+  elements: dict
+  sample: [{"database": "tracking", "revision": "f5a4f2784254"}]
+removed:
+  description: The labels of the backups removed (in check mode, those it would remove).
+  returned: when O(state=pruned)
+  type: list
+  elements: str
+  sample: ["20260101T000000Z-2.22.5-to-3.1.0"]
+kept:
+  description: The labels of the complete backups kept, newest first.
+  returned: when O(state=pruned)
+  type: list
+  elements: str
+  sample: ["20261122T120000Z-2.22.5-to-3.17.2"]
+"""
+
+import os  # noqa: E402
+import traceback  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_backup import (  # noqa: E402
+    backup,
+    complete_backups,
+    database_uris,
+    mask,
+    prune,
+    restore,
+)
+
+try:
+    import sqlalchemy
+except ImportError:
+    SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
+    sqlalchemy = None
+else:
+    SQLALCHEMY_IMPORT_ERROR = None
+
+
+def _listing(labels: list[str]) -> str:
+    return "".join(f"{label}\n" for label in sorted(labels))
+
+
+def run(module) -> dict:
+    params = module.params
+    state, check = params["state"], module.check_mode
+    if state == "pruned":
+        if params["keep"] < 0:
+            module.fail_json(msg=f"keep must be 0 or more, not {params['keep']}")
+        before = complete_backups(params["dest"])
+        result = prune(params["dest"], params["keep"], check)
+        result["changed"] = bool(result["removed"])
+        if module._diff:
+            result["diff"] = {"before": _listing(before), "after": _listing(result["kept"])}
+        return result
+
+    for path in (params["env_file"], params["auth_config"]):
+        if path and not os.path.exists(path):
+            module.fail_json(msg=f"{path} does not exist")
+    uris: dict[str, str] = {}
+    try:
+        uris = database_uris(params["env_file"], params["uri_variable"], params["auth_config"])
+        if state == "backup":
+            before = complete_backups(params["dest"])
+            result = backup(uris, params["dest"], params["label"], check)
+            if module._diff:
+                result["diff"] = {"before": _listing(before), "after": _listing(before + [params["label"]])}
+        else:
+            result = restore(uris, params["manifest"], check)
+            if module._diff:
+                result["diff"] = {
+                    "before": "".join(f"{name}: {rev or '(none)'}\n" for name, rev in result["before"].items()),
+                    "after": "".join(f"{entry['database']}: {entry['revision'] or '(none)'}\n"
+                                     for entry in result["restored"]),
+                }
+    except Exception as exc:  # any database or tool error, without the URIs
+        module.fail_json(msg=mask(f"{type(exc).__name__}: {exc}", uris)[:3000])
+    result["changed"] = True
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "required": True, "choices": ["backup", "restore", "pruned"]},
+            "env_file": {"type": "path"},
+            "uri_variable": {"type": "str", "default": "MLFLOW_BACKEND_STORE_URI"},
+            "auth_config": {"type": "path"},
+            "dest": {"type": "path"},
+            "label": {"type": "str"},
+            "manifest": {"type": "path"},
+            "keep": {"type": "int"},
+        },
+        required_if=[
+            ("state", "backup", ["env_file", "dest", "label"]),
+            ("state", "restore", ["env_file", "manifest"]),
+            ("state", "pruned", ["dest", "keep"]),
+        ],
+        supports_check_mode=True,
+    )
+    if sqlalchemy is None and module.params["state"] != "pruned":
+        module.fail_json(msg=missing_required_lib("SQLAlchemy"), exception=SQLALCHEMY_IMPORT_ERROR)
+    module.exit_json(**run(module))
+
+
+if __name__ == "__main__":
+    main()
