@@ -4,7 +4,7 @@
 
 Shared by the mlflow_schema module (the deploy's and the upgrade's calls, in check mode too) and
 installed on the VM as the unit's start guard (``check``, run by systemd without Ansible), where
-mlflow_backup.py and mlflow_s3_bucket.py import it.
+mlflow_backup.py imports it.
 
 Run with the Python of the MLflow venv. The backend store URI is read from the
 server's environment file (root-only), so it never appears on a command line.
