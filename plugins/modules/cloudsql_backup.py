@@ -67,6 +67,7 @@ attributes:
       C(SKIPPED (check mode)); makes no request.
   diff_mode:
     support: none
+    description: A backup changes no state a diff could show.
 requirements:
   - A Compute Engine VM with a service account attached, allowed C(cloudsql.backupRuns.create) and
     C(cloudsql.instances.get) on the project (for example C(roles/cloudsql.editor)), and the
