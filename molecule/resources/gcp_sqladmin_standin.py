@@ -4,8 +4,8 @@ Cloud SQL Admin API's on-demand backups. Not Google's services; nothing is backe
 
 Google's endpoints cannot be reached from the test environments, so the tests point
 tracking_server_gcp_metadata_url and tracking_server_sqladmin_url at this HTTP server on
-loopback. It answers the requests tasks/cloudsql_backup.yml makes, with the shapes of the
-real APIs:
+loopback. It answers the requests the cloudsql_backup module (tasks/cloudsql_backup.yml) makes,
+with the shapes of the real APIs:
 
 - GET /computeMetadata/v1/instance/service-accounts/default/token (needs the header
   ``Metadata-Flavor: Google``, else 403 as the real server): {"access_token", "expires_in",

@@ -4,7 +4,7 @@
 
 Shared by the mlflow_schema module (the deploy's and the upgrade's calls, in check mode too) and
 installed on the VM as the unit's start guard (``check``, run by systemd without Ansible), where
-mlflow_s3_bucket.py imports it. The mlflow_backup module's code (module_utils/mlflow_backup.py) imports it too.
+the mlflow_backup module's code (module_utils/mlflow_backup.py) imports it.
 
 Run with the Python of the MLflow venv. The backend store URI is read from the
 server's environment file (root-only), so it never appears on a command line.

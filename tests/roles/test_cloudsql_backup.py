@@ -1,7 +1,8 @@
-"""tracking_server's tasks/cloudsql_backup.yml, run for real by ansible-playbook against the
-controller (connection local), with tracking_server_gcp_metadata_url and
+"""tracking_server's tasks/cloudsql_backup.yml (the cloudsql_backup module), run for real by
+ansible-playbook against the controller (connection local), with tracking_server_gcp_metadata_url and
 tracking_server_sqladmin_url pointing at the stand-in for Google's metadata server and Cloud
-SQL Admin API (molecule/resources/gcp_sqladmin_standin.py) on 127.0.0.1.
+SQL Admin API (molecule/resources/gcp_sqladmin_standin.py) on 127.0.0.1. The check-mode host
+runs the task file with check_mode on.
 
 Every case is one inventory host with its own stand-in server: one ansible-playbook run covers
 them all (the rescue section saves each host's failure message)."""
@@ -36,9 +37,13 @@ PLAYBOOK = """
           ansible.builtin.include_role:
             name: mlflow_ansible.tracking.tracking_server
             tasks_from: cloudsql_backup.yml
-        - name: Save the fact
+            apply:
+              check_mode: "{{ backup_check_mode | default(false) }}"
+        - name: Save the fact, and whether the module reported a change
           ansible.builtin.copy:
-            content: "{{ __tracking_server_cloudsql_backup | to_json }}"
+            content: >-
+              {{ {'fact': __tracking_server_cloudsql_backup, 'changed': __tracking_server_cloudsql_backup_run.changed,
+                  'msg': __tracking_server_cloudsql_backup_run.msg} | to_json }}
             dest: "{{ result_dir }}/{{ inventory_hostname }}.json"
             mode: "0600"
       rescue:
@@ -112,6 +117,7 @@ CASES = {
     "success": ({"polls_until_done": 3}, {}),
     # Tokens reported to expire in 63 s last (63 - 60) // 1 = 3 polls; the stand-in refuses them after 20 s.
     "renewal": ({"polls_until_done": 7, "token_expires_in": 63, "token_valid_for": 20}, {}),
+    "check-mode": ({}, {"backup_check_mode": True}),
     **{name: (settings, variables) for name, settings, variables, _ in FAILURES},
 }
 
@@ -120,6 +126,8 @@ CASES = {
 class Case:
     failure: str | None
     fact: dict | None
+    changed: bool | None
+    msg: str | None
     requests: list[dict]
 
 
@@ -160,6 +168,7 @@ def cases(tmp_path_factory) -> tuple[dict[str, Case], str]:
         proc = subprocess.run(
             [
                 str(Path(sys.executable).parent / "ansible-playbook"),
+                "-v",  # the module's results too: no token may show there
                 "-i",
                 str(work / "inventory.json"),
                 str(work / "backup.yml"),
@@ -179,10 +188,13 @@ def cases(tmp_path_factory) -> tuple[dict[str, Case], str]:
     assert proc.returncode == 0, output[-3000:]  # the rescue section catches every expected failure
     results = {}
     for name, server in servers.items():
-        failed, fact = work / f"{name}.failed", work / f"{name}.json"
+        failed, saved = work / f"{name}.failed", work / f"{name}.json"
+        run = json.loads(saved.read_text()) if saved.exists() else {}
         results[name] = Case(
             failure=re.sub(r"\s+", " ", failed.read_text()) if failed.exists() else None,
-            fact=json.loads(fact.read_text()) if fact.exists() else None,
+            fact=run.get("fact"),
+            changed=run.get("changed"),
+            msg=run.get("msg"),
             requests=server.RequestHandlerClass.state.requests,
         )
     return results, output
@@ -199,6 +211,7 @@ def _token_requests(requests: list[dict]) -> list[dict]:
 def test_backup_is_taken_and_polled_until_done(cases):
     case = cases[0]["success"]
     assert case.failure is None, case.failure
+    assert case.changed is True
 
     token_requests = _token_requests(case.requests)
     assert token_requests and all(r["metadata_flavor"] == "Google" for r in token_requests)
@@ -243,6 +256,17 @@ def test_token_is_renewed_while_polling(cases):
     tokens = [r["authorization"] for r in polls]
     assert tokens[0] == tokens[2] != tokens[3] == tokens[5] != tokens[6]
     assert len(_token_requests(case.requests)) == 4  # one for backupRuns.insert, one per round
+
+
+def test_check_mode_reports_and_starts_nothing(cases):
+    """--check: the module says it would start a backup, reports a change, and sends no request at all."""
+    case = cases[0]["check-mode"]
+    assert case.failure is None, case.failure
+    assert case.requests == []
+    assert case.changed is True
+    assert case.msg == f"would start a backup of the Cloud SQL instance {INSTANCE}"
+    assert case.fact == {"project": "my-project", "instance": "mlflow-db", "name": "",
+                         "status": "SKIPPED (check mode)", "targetId": "mlflow-db"}
 
 
 def test_token_never_in_output(cases):
