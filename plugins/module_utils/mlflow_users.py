@@ -36,6 +36,17 @@ def auth_database_uri(auth_config: str) -> str:
         raise UsersError(f"{auth_config} has no [mlflow] database_uri") from exc
 
 
+def database_identity(uri: str) -> str:
+    """The database a URI names, without its credentials: how callers tell servers sharing one apart."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///{url.database or ''}"
+    host = url.host or url.query.get("host") or url.query.get("unix_socket") or ""
+    return f"{url.get_backend_name()}://{host}:{url.port or ''}/{url.database or ''}"
+
+
 def sqlite_file_missing(uri: str) -> bool:
     """A sqlite:/// URI whose file does not exist (connecting would create it)."""
     if not uri.startswith("sqlite:"):

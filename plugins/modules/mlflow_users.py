@@ -85,7 +85,8 @@ options:
             type: str
             choices: [READ, EDIT, MANAGE, NO_PERMISSIONS]
           state:
-            description: V(absent) revokes the user's permission on the experiment (the default permission applies again).
+            description:
+              - V(absent) revokes the user's permission on the experiment (the default permission applies again).
             type: str
             choices: [present, absent]
             default: present
@@ -140,8 +141,16 @@ revoked:
   type: list
   elements: str
   sample: ["bob", "carol"]
+database:
+  description:
+    - The auth database, without credentials (C(dialect://host:port/name), C(sqlite:///path)); servers
+      reporting the same one share their users.
+  returned: when O(auth_config) exists
+  type: str
+  sample: postgresql://10.0.0.5:5432/mlflow_auth
 users:
-  description: Each managed user present after the run, with its admin flag and its permissions on the listed experiments.
+  description:
+    - Each managed user present after the run, with its admin flag and its permissions on the listed experiments.
   returned: always
   type: dict
   sample: {"alice": {"admin": false, "permissions": {"churn": "EDIT"}}}
@@ -154,9 +163,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import read_env_file  # noqa: E402
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_users import (  # noqa: E402
     Experiments,
-    UsersError,
     auth_database_uri,
     auth_revisions,
+    database_identity,
     open_auth_store,
     settle,
     sqlite_file_missing,
@@ -221,6 +230,7 @@ def run(module) -> dict:
     try:
         uri = auth_database_uri(auth_config)
         secrets.append(uri)
+        database = database_identity(uri)
         backend = _backend_uri(module)
         if backend:
             secrets.append(backend)
@@ -256,6 +266,7 @@ def run(module) -> dict:
         "changes": result["changes"],
         "revoked": result["revoked"],
         "users": result["after"],
+        "database": database,
     }
     if module._diff:
         output["diff"] = _diff(result["before"], result["after"])

@@ -98,7 +98,7 @@ def test_create_then_nothing_to_do(dbs):
     assert done["changed"] is True
     assert done["changes"] == ["created reader", "READ on existing for reader", "created experiment fresh",
                                "EDIT on fresh for reader", "created boss"]
-    assert done["revoked"] == []
+    assert done["revoked"] == [] and done["database"] == f"sqlite:///{dbs['path'] / 'auth.db'}"
     auth, tracking = dbs["auth"], dbs["tracking"]
     assert auth.authenticate_user("reader", READER_PW) and not auth.authenticate_user("reader", NEW_PW)
     assert auth.get_user("boss").is_admin is True and auth.get_user("reader").is_admin is False
@@ -181,7 +181,8 @@ def test_check_mode_before_the_auth_database_exists(tmp_path):
 
 def test_a_permission_needs_a_backend(dbs):
     params = dict(dbs["params"], env_file=None)
-    users = [{"name": "reader", "password": READER_PW, "permissions": [{"experiment": "existing", "permission": "READ"}]}]
+    users = [{"name": "reader", "password": READER_PW,
+              "permissions": [{"experiment": "existing", "permission": "READ"}]}]
     with pytest.raises(Failed, match="needs a backend store"):
         users_module.run(FakeModule(users, **params))
     with pytest.raises(Failed, match="a password is required"):
