@@ -17,7 +17,9 @@ import json
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
+
+from ansible.module_utils.urls import ConnectionError as UrlConnectionError
+from ansible.module_utils.urls import open_url
 
 
 class CanaryError(Exception):
@@ -31,16 +33,17 @@ class Client:
         self.headers = headers
 
     def request(self, method, path, body=None, content_type=None):
-        req = urllib.request.Request(  # noqa: S310 - the play's URL (http or https)
-            self.base + path, data=body, method=method, headers=dict(self.headers)
-        )
+        headers = dict(self.headers)
         if content_type:
-            req.add_header("Content-Type", content_type)
+            headers["Content-Type"] = content_type
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - URL from the play
+            resp = open_url(self.base + path, data=body, method=method, headers=headers, timeout=self.timeout)
+            with resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
+        except UrlConnectionError as exc:  # TLS and proxy failures open_url reports itself
+            raise CanaryError(f"{method} {path} failed: {exc}") from exc
 
     def api(self, method, endpoint, payload=None, query=None):
         path = "/api/2.0/mlflow/" + endpoint

@@ -20,7 +20,7 @@ description:
   - Fails with the step that went wrong; the report is returned in RV(canary) either way.
   - Uses the Python standard library only, so it runs with the host's own C(python3) and does not depend
     on the MLflow virtual environment it checks.
-  - The canary writes MLflow data (a run in O(experiment)), not configuration, so RV(changed) is always false.
+  - The canary writes MLflow data (a run in O(experiment)), not configuration, so C(changed) is always false.
 options:
   url:
     description: Base URL of the server, usually its loopback address (C(http://127.0.0.1:5000)).
@@ -58,6 +58,7 @@ attributes:
         experiment, run or artifact is written.
   diff_mode:
     support: none
+    description: The canary changes no configuration; there is nothing to compare.
 author:
   - mlflow-ansible developers (@mlflow-ansible)
 """

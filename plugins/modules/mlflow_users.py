@@ -156,8 +156,8 @@ users:
   sample: {"alice": {"admin": false, "permissions": {"churn": "EDIT"}}}
 """
 
+import importlib.util  # noqa: E402
 import os  # noqa: E402
-import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import read_env_file  # noqa: E402
@@ -171,14 +171,8 @@ from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_use
     sqlite_file_missing,
 )
 
-try:
-    import mlflow  # noqa: F401
-except ImportError:
-    MLFLOW_IMPORT_ERROR = traceback.format_exc()
-    HAS_MLFLOW = False
-else:
-    MLFLOW_IMPORT_ERROR = None
-    HAS_MLFLOW = True
+# MLflow itself is imported only when the auth database is read (its auth store takes seconds to import).
+HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 
 
 def _diff(before: dict, after: dict) -> dict:
@@ -305,7 +299,7 @@ def main():
         supports_check_mode=True,
     )
     if not HAS_MLFLOW:
-        module.fail_json(msg=missing_required_lib("mlflow"), exception=MLFLOW_IMPORT_ERROR)
+        module.fail_json(msg=missing_required_lib("mlflow"))
     module.exit_json(**run(module))
 
 
