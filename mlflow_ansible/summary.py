@@ -78,6 +78,8 @@ def canary_lines(canary: dict[str, dict[str, Any]]) -> list[Text]:
             continue
         if report.get("ok"):
             details = ", ".join(f"{key} {report[key]}" for key in ("version", "run_id") if report.get(key))
+            if report.get("check_mode"):  # --check: /health and /version read, no run written
+                details += ", check mode: health and version only"
             lines.append(Text(f"canary {host}: ok ({details})", style="green"))
         else:
             lines.append(Text(f"canary {host}: FAILED {report.get('error', json.dumps(report))}", style="bold red"))

@@ -105,6 +105,12 @@ CORE_CASES = [
      r"tls_proxy_protocols may list TLSv1.2 and TLSv1.3 only"),
     ("user-short-password", {"tracking_server_auth_users": [{"name": "bob", "password": "short"}]},
      r"tracking_server_auth_users entry 'bob' is not valid"),
+    ("user-grant-without-permission", {"tracking_server_auth_users": [
+        {"name": "bob", "password": "bob-Pa55word-2024", "permissions": [{"experiment": "churn"}]}]},
+     r"tracking_server_auth_users entry 'bob' is not valid"),
+    ("user-grant-bad-state", {"tracking_server_auth_users": [
+        {"name": "bob", "password": "bob-Pa55word-2024", "permissions": [{"experiment": "churn", "state": "gone"}]}]},
+     r"tracking_server_auth_users entry 'bob' is not valid"),
     ("negative-cache-ttl", {"tracking_server_auth_cache_ttl": -5},
      r"tracking_server_auth_cache_ttl must be 0 or more, not -5"),
     ("cloudsql-backup-instance", {"tracking_server_cloudsql_backup_instance": "my-project/mlflow-db"},

@@ -1,5 +1,6 @@
 """tracking_server installs its helper scripts with one find and copies only what is missing or differs:
-a second run changes nothing, and an edited, re-moded or deleted helper is put back (and only it).
+a second run changes nothing, and an edited, re-moded or deleted helper is put back (and only it);
+helpers of earlier releases that are modules now are removed.
 Runs the role's tasks/install.yml against the controller into a temporary directory."""
 
 from __future__ import annotations
@@ -61,9 +62,16 @@ def install(tmp_path):
 
 def test_helpers_installed_then_left_alone_then_repaired(install):
     libexec, run = install
-    assert len(HELPERS) >= 6
+    assert len(HELPERS) >= 5
+    # Scripts an earlier release installed and modules replaced are removed (and nothing else).
+    retired = ["mlflow_canary.py", "mlflow_auth_users.py"]
+    for name in retired:
+        (libexec / name).write_text("# an earlier release's helper\n")
+    (libexec / "operator-script.py").write_text("# not the role's\n")
 
-    assert run()["changed"] == 1
+    assert run()["changed"] == 2
+    assert not any((libexec / name).exists() for name in retired)
+    assert (libexec / "operator-script.py").exists()
     for name in HELPERS:
         installed = libexec / name
         assert installed.read_bytes() == SOURCES[name].read_bytes(), name

@@ -253,3 +253,25 @@ def test_a_pattern_matching_nothing_exits_1():
     builder = ResultBuilder("status")
     builder.handle({"event": "warning", "stdout": "[WARNING]: Could not match supplied host pattern, ignoring: x"})
     assert builder.build(rc=0, elapsed=1.0).exit_code == 1
+
+
+def test_canary_lines_from_the_modules_reports():
+    """The mlflow_canary module's report per host (set_stats mlflow_canary) as the summary prints it."""
+    from mlflow_ansible.summary import canary_lines
+
+    lines = [
+        line.plain
+        for line in canary_lines(
+            {
+                "a": {"ok": True, "url": "http://127.0.0.1:5000", "version": "3.17.2", "run_id": "r1"},
+                "b": {"ok": True, "version": "3.17.2", "check_mode": True},
+                "c": {"ok": False, "error": "runs/create failed: HTTP 403"},
+                "d": {},
+            }
+        )
+    ]
+    assert lines == [
+        "canary a: ok (version 3.17.2, run_id r1)",
+        "canary b: ok (version 3.17.2, check mode: health and version only)",
+        "canary c: FAILED runs/create failed: HTTP 403",
+    ]
