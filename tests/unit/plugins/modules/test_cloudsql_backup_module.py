@@ -8,21 +8,15 @@ check mode) are tested through ansible-playbook in tests/roles/test_cloudsql_bac
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from module_loader import load_module
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "collections"))
-_SPEC = importlib.util.spec_from_file_location("cloudsql_backup_module", REPO / "plugins/modules/cloudsql_backup.py")
-backup_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(backup_module)
+backup_module = load_module("cloudsql_backup")
 
 TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
 EMAIL_PATH = "/computeMetadata/v1/instance/service-accounts/default/email"

@@ -6,7 +6,6 @@ restored from the backup this module took, then the real upgrade).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sqlite3
@@ -15,13 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from module_loader import REPO, load_module
 
-REPO = Path(__file__).resolve().parents[4]
-# The module imports its module_utils as ansible_collections.mlflow_ansible.tracking.plugins.module_utils.
-sys.path.insert(0, str(REPO / "collections"))
-_SPEC = importlib.util.spec_from_file_location("mlflow_backup_module", REPO / "plugins/modules/mlflow_backup.py")
-backup_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(backup_module)
+backup_module = load_module("mlflow_backup")
 
 
 class Failed(Exception):

@@ -7,7 +7,6 @@ reads /health and /version only and writes no run, wrong credentials fail with t
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -17,12 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from module_loader import load_module
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "collections"))
-_SPEC = importlib.util.spec_from_file_location("mlflow_canary_module", REPO / "plugins/modules/mlflow_canary.py")
-canary_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(canary_module)
+canary_module = load_module("mlflow_canary")
 
 ADMIN = ("admin", "canary-admin-Pa55word-42")
 MLFLOW = str(Path(sys.executable).parent / "mlflow")

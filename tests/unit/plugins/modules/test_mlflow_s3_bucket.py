@@ -7,21 +7,15 @@ what it did is read back from the server with a separate boto3 client.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from module_loader import load_module
 from moto import server as moto_server
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "collections"))
-_SPEC = importlib.util.spec_from_file_location("mlflow_s3_bucket_module", REPO / "plugins/modules/mlflow_s3_bucket.py")
-s3_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(s3_module)
+s3_module = load_module("mlflow_s3_bucket")
 
 KEY_ID = "testing-access-key-id"
 SECRET = "testing-secret-access-key-0123456789"

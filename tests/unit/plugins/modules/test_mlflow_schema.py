@@ -6,19 +6,13 @@ run migrates; a second run finds nothing to do; the diff shows the revisions.
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
+from module_loader import load_module
 
-REPO = Path(__file__).resolve().parents[4]
-# The module imports its module_utils as ansible_collections.mlflow_ansible.tracking.plugins.module_utils.
-sys.path.insert(0, str(REPO / "collections"))
-_SPEC = importlib.util.spec_from_file_location("mlflow_schema_module", REPO / "plugins/modules/mlflow_schema.py")
-schema_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(schema_module)
+schema_module = load_module("mlflow_schema")
 
 
 class Failed(Exception):

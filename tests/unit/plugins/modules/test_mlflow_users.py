@@ -8,18 +8,13 @@ writes nothing; no password ever reaches the result or the diff.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from module_loader import load_module
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "collections"))
-_SPEC = importlib.util.spec_from_file_location("mlflow_users_module", REPO / "plugins/modules/mlflow_users.py")
-users_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(users_module)
+users_module = load_module("mlflow_users")
 
 READER_PW = "reader-Pa55word-2024"
 NEW_PW = "reader-NEW-Pa55word-2025"
