@@ -13,8 +13,11 @@ through MLflow's tracking store when missing, with the artifact root the server 
 
 from __future__ import annotations
 
-import configparser
 import os
+
+from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import (
+    auth_database_uri as _auth_database_uri,
+)
 
 # What changed for a user that a server worker may still trust from its auth cache: MLflow drops a
 # changed user from the cache of the one process that made the change only.
@@ -26,12 +29,9 @@ class UsersError(Exception):
 
 
 def auth_database_uri(auth_config: str) -> str:
-    """``database_uri`` of basic_auth.ini, read as MLflow reads it (configparser, '%%' is '%')."""
-    parser = configparser.ConfigParser()
-    with open(auth_config, encoding="utf-8") as handle:
-        parser.read_file(handle)
+    """``database_uri`` of basic_auth.ini, read as MLflow reads it (mlflow_schema's reader), or a clear error."""
     try:
-        return parser["mlflow"]["database_uri"]
+        return _auth_database_uri(auth_config)
     except KeyError as exc:
         raise UsersError(f"{auth_config} has no [mlflow] database_uri") from exc
 
