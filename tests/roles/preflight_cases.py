@@ -79,6 +79,12 @@ CORE_CASES = [
      r"tracking_server_artifacts_destination must be gs://"),
     ("port-range", {"tracking_server_port": 70000}, r"tracking_server_port must be between 1 and 65535, not 70000"),
     ("workers-type", {"tracking_server_workers": "many"}, r"tracking_server_workers"),
+    ("http-server-name", {"tracking_server_http_server": "hypercorn"},
+     r"tracking_server_http_server must be uvicorn, gunicorn or split, not 'hypercorn'"),
+    ("split-without-nginx", {"tracking_server_http_server": "split", "tls_proxy_enabled": False},
+     r"tracking_server_http_server is split but tls_proxy_enabled is false"),
+    ("api-port-clash", {"tracking_server_api_port": 5000},
+     r"tracking_server_api_port must be between 1 and 65535 and differ from tracking_server_port \(5000\)"),
     ("old-mlflow", {"mlflow_version": "3.16.1"}, r"mlflow_version 3.16.1 is below 3.17.0"),
     ("bad-version", {"mlflow_version": "latest"}, r"mlflow_version must be a release number"),
     ("timeouts", {"tracking_server_graceful_shutdown_timeout": 40},
@@ -257,4 +263,8 @@ GOOD = {
     "archival": {"tracking_server_trace_archival_location": "gs://mlflow-test-bucket/trace-archive",
                  "tracking_server_trace_archival_retention": "12h", "tracking_server_trace_archival_interval": 600},
     "fw-narrow": {"firewall_https_cidrs": ["10.0.0.0/8", "10.1.0.0/16"], "firewall_ssh_cidrs": ["fd00::/8"]},
+    # Without nginx the default HTTP server is uvicorn, not split (which the case above refuses when asked for).
+    "nginx-off-default-server": {"tls_proxy_enabled": False},
+    "gunicorn-without-nginx": {"tls_proxy_enabled": False, "tracking_server_http_server": "gunicorn"},
+    "split-asked": {"tracking_server_http_server": "split", "tracking_server_api_port": 5100, "tracking_server_api_workers": 3},
 }
