@@ -134,6 +134,27 @@ def ensure_database(engine, name: str, check: bool = False) -> dict:
     return {"database": name, "created": not exists}
 
 
+def connection_limits(engine) -> dict | None:
+    """The connections the database server allows its ordinary users: max_connections less those kept for
+    superusers (PostgreSQL's superuser_reserved_connections, and reserved_connections from PostgreSQL 16);
+    MySQL keeps its extra one beyond max_connections. None for SQLite."""
+    import sqlalchemy
+
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        query = ("SELECT name, setting FROM pg_settings WHERE name IN "
+                 "('max_connections', 'superuser_reserved_connections', 'reserved_connections')")
+    elif dialect == "mysql":
+        query = "SELECT 'max_connections', @@max_connections"
+    else:
+        return None
+    with engine.connect() as connection:
+        settings = {name: int(value) for name, value in connection.execute(sqlalchemy.text(query))}
+    reserved = settings.get("superuser_reserved_connections", 0) + settings.get("reserved_connections", 0)
+    return {"max_connections": settings["max_connections"], "reserved": reserved,
+            "available": settings["max_connections"] - reserved}
+
+
 @contextlib.contextmanager
 def migration_lock(engine):
     """Hold a server-wide lock while migrating, so only one host or controller migrates."""

@@ -69,6 +69,17 @@ options:
   auth_head_file:
     description: File holding the installed MLflow's auth schema head (the mlflow role records it).
     type: path
+  connections_needed:
+    description:
+      - The connections the servers sharing this database may open together (their pools); when set, the
+        database server's C(max_connections) less its reserved connections is read first (PostgreSQL, MySQL),
+        and the module fails, changing nothing, when they exceed it.
+      - Nothing is read on SQLite.
+    type: int
+  connections_text:
+    description: How O(connections_needed) was counted, and what to change, for the failure's message.
+    type: str
+    default: ""
 attributes:
   check_mode:
     support: full
@@ -91,6 +102,15 @@ EXAMPLES = r"""
     auth_database: mlflow_auth
     auth_config: /etc/mlflow/basic_auth.ini
     auth_head_file: /opt/mlflow/current/mlflow-ansible-auth-head
+  vars:
+    ansible_python_interpreter: /opt/mlflow/current/bin/python
+
+- name: Refuse a deploy whose pools would not fit in the database server's max_connections
+  mlflow_ansible.tracking.mlflow_schema:
+    env_file: /etc/mlflow/mlflow.env
+    head_file: /opt/mlflow/current/mlflow-ansible-schema-head
+    connections_needed: 88
+    connections_text: "2 servers x 44 connections"
   vars:
     ansible_python_interpreter: /opt/mlflow/current/bin/python
 
@@ -122,6 +142,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+connection_limits:
+  description:
+    - The database server's C(max_connections), the connections it reserves for superusers and what is left
+      (C(available)), with the O(connections_needed) it was checked against.
+  returned: when O(connections_needed) is set and the backend is PostgreSQL or MySQL
+  type: dict
+  sample: {"max_connections": 100, "reserved": 3, "available": 97, "needed": 88}
 auth_database:
   description: The auth database, when O(auth_database) is set.
   returned: when O(auth_database) is set
@@ -148,6 +175,7 @@ import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import (  # noqa: E402
+    connection_limits,
     prepare,
     read_env_file,
 )
@@ -193,6 +221,24 @@ def run(module) -> dict:
         module.fail_json(msg=f"auth_config {auth_config} does not exist")
 
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    limits = None
+    try:
+        if params["connections_needed"] is not None:
+            limits = connection_limits(engine)
+    except Exception as exc:  # any database error, without the URI (it may hold a password)
+        engine.dispose()
+        module.fail_json(msg=f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")[:2000])
+    if limits is not None:
+        limits["needed"] = params["connections_needed"]
+        if limits["needed"] > limits["available"]:
+            engine.dispose()
+            reserved = f" less {limits['reserved']} reserved" if limits["reserved"] else ""
+            module.fail_json(
+                msg=f"The servers sharing this database may open {limits['needed']} connections, but its server "
+                    f"allows {limits['available']} (max_connections {limits['max_connections']}{reserved}): "
+                    f"{params['connections_text']}".rstrip(": "),
+                connection_limits=limits,
+            )
     try:
         result = prepare(
             engine,
@@ -209,6 +255,8 @@ def run(module) -> dict:
         module.fail_json(msg=f"{type(exc).__name__}: {exc}".replace(uri, "<backend store URI>")[:2000])
     finally:
         engine.dispose()
+    if limits is not None:
+        result["connection_limits"] = limits
     changed = (
         bool(result.get("auth_database", {}).get("created"))
         or result.get("auth_schema", {}).get("action", "none") != "none"
@@ -231,6 +279,8 @@ def main():
             "auth_config": {"type": "path"},
             "auth_head_file": {"type": "path"},
             "auth": {"type": "str", "choices": ["migrate", "status"], "default": "migrate"},
+            "connections_needed": {"type": "int"},
+            "connections_text": {"type": "str", "default": ""},
         },
         required_by={"auth_head_file": "auth_config"},
         supports_check_mode=True,

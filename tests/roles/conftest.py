@@ -187,8 +187,9 @@ def _key_file(directory: Path, content) -> str:
     return str(path)
 
 
-# Every host of a batch shares one database: only its periodic-jobs check would fail them all.
-BATCH_COMMON = {"tracking_server_job_periodic_tasks": False}
+# Every host of a batch shares one database: only its checks across servers (periodic jobs, connections)
+# would fail them all.
+BATCH_COMMON = {"tracking_server_job_periodic_tasks": False, "tracking_server_db_max_connections": 100000}
 
 
 @pytest.fixture(scope="session")

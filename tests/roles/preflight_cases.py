@@ -117,6 +117,8 @@ CORE_CASES = [
     ("user-grant-bad-state", {"tracking_server_auth_users": [
         {"name": "bob", "password": "bob-Pa55word-2024", "permissions": [{"experiment": "churn", "state": "gone"}]}]},
      r"tracking_server_auth_users entry 'bob' is not valid"),
+    ("db-pool-negative", {"tracking_server_db_pool_size": -1},
+     r"tracking_server_db_pool_size \(-1\) and tracking_server_db_max_overflow \(1\) must be 0"),
     ("negative-cache-ttl", {"tracking_server_auth_cache_ttl": -5},
      r"tracking_server_auth_cache_ttl must be 0 or more, not -5"),
     ("cloudsql-backup-instance", {"tracking_server_cloudsql_backup_instance": "my-project/mlflow-db"},

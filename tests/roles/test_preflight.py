@@ -171,5 +171,41 @@ def test_one_server_per_database_runs_the_periodic_jobs(run_site):
     one = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False},
                           "vm3": timer, "vm4": {**timer, "tracking_server_job_periodic_tasks": False},
                           # The runner off and no archival: no periodic work at all.
-                          "vm5": {"tracking_server_enable_job_execution": False}})
+                          "vm5": {"tracking_server_enable_job_execution": False}},
+                   # Three servers of one database: more connections than PostgreSQL's default allows.
+                   common={"tracking_server_db_max_connections": 200})
     assert one.rc == 0, one.output[-3000:]
+
+
+def test_the_servers_of_one_database_must_fit_in_its_max_connections(run_site_hosts):
+    """Every worker and job runner process of every server holds an engine per store, each with its pool: the
+    preflight adds them up per database and refuses a total above tracking_server_db_max_connections, naming the
+    variables and showing the arithmetic. Two default servers fit PostgreSQL's default of 100; three do not."""
+    other = {"cloudsql_client_database": "other", "tracking_server_job_periodic_tasks": False}
+    outcomes, _ = run_site_hosts({"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False},
+                                  "vm3": {"cloudsql_client_database": "other"}, "vm4": other, "vm5": other})
+    check = "mlflow_ansible.tracking.tracking_server : Check the servers sharing this database"
+    for host in ("vm3", "vm4", "vm5"):
+        outcome = outcomes[host]
+        assert outcome.failed_task == check, outcome
+        message = _flat(outcome.message)
+        assert "The servers of this database (vm3, vm4, vm5) may open more connections than" in message
+        assert ("vm3: at least 2 workers x 4 engines (tracking, model registry, jobs, auth) + 3 engines of the job "
+                "runner (executor) = 11 engines x (3 + 1) = 44") in message
+        assert "in all 132 connections against 97 (max_connections 100 - 3 reserved)" in message
+        for variable in ("tracking_server_db_pool_size (3)", "tracking_server_db_max_overflow (1)",
+                         "tracking_server_workers (0)", "tracking_server_db_max_connections (100)"):
+            assert variable in message, (variable, message)
+    # The two servers of the first database fit (88 of 97): the gate stops them, for the others.
+    for host in ("vm1", "vm2"):
+        assert outcomes[host].failed_task == GATE, outcomes[host]
+
+
+def test_two_servers_fit_and_a_bigger_pool_is_refused(run_site):
+    """The default pools of two servers fit a database of 100 connections, SQLAlchemy's own (5 + 10) do not."""
+    two = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}})
+    assert two.rc == 0, two.output[-3000:]
+    bigger = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}},
+                      common={"tracking_server_db_pool_size": 0, "tracking_server_db_max_overflow": 0})
+    assert bigger.rc != 0 and not bigger.deploy_started
+    assert "= 11 engines x (5 + 10) = 165" in _flat(bigger.output), bigger.output[-3000:]

@@ -111,3 +111,12 @@ def test_an_exec_argument_escapes_specifiers_and_variables():
     assert environment.systemd_exec_arg("gs://bucket/prefix") == "gs://bucket/prefix"
     with pytest.raises(ValueError, match="spaces, quotes or backslashes"):
         environment.systemd_exec_arg("a b")
+
+
+def test_the_role_default_pools_reach_mlflow_and_zero_leaves_sqlalchemys():
+    """The role's defaults (3 + 1, counted by the connections filters) become MLflow's variables; 0 sets
+    nothing, so MLflow keeps SQLAlchemy's 5 + 10 (it would ignore a MAX_OVERFLOW of 0 anyway)."""
+    env = environment.mlflow_environment({**BASE, "db_pool_size": "3", "db_max_overflow": 1})
+    assert (env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"], env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) == ("3", "1")
+    unset = environment.mlflow_environment({**BASE, "db_pool_size": 0, "db_max_overflow": "0"})
+    assert "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE" not in unset and "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW" not in unset

@@ -25,6 +25,7 @@ class FakeModule:
         self._diff = diff
         self.params = {"uri_variable": "MLFLOW_BACKEND_STORE_URI", "head_file": None, "backend": "status",
                        "auth_database": None, "auth_config": None, "auth_head_file": None, "auth": "migrate",
+                       "connections_needed": None, "connections_text": "",
                        **params}
 
     def fail_json(self, msg, **kwargs):
@@ -106,3 +107,83 @@ def test_auth_status_reads_the_revision_and_migrates_nothing(server):
     assert "users" in _tables(server["dir"] / "auth.db") and _tables(server["dir"] / "mlflow.db") == []
     current = schema_module.run(FakeModule(auth="status", backend="ignore", **params))
     assert current["auth_schema"]["behind"] is False and current["auth_schema"]["before"] == head
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    """A PostgreSQL server of its own on loopback (Debian's binaries, run as the postgres user), with a
+    max_connections and superuser_reserved_connections of its own."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    initdb = shutil.which("initdb") or "/usr/lib/postgresql/15/bin/initdb"
+    if not os.path.exists(initdb):
+        pytest.skip("no PostgreSQL server binaries on this machine")
+    # Outside pytest's root-only temporary directory: the server runs as another user.
+    base = Path(tempfile.mkdtemp(prefix="mlflow-schema-pg-"))
+    data, run = base / "data", base / "run"
+    run.mkdir()
+    shutil.chown(base, "postgres")
+    shutil.chown(run, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_postgres, initdb, "-A", "trust", "-U", "postgres", "-D", str(data)], check=True,
+                   capture_output=True, cwd=base)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*as_postgres, str(Path(initdb).with_name("postgres")), "-D", str(data), "-k", str(run),
+                               "-p", str(port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=37",
+                               "-c", "superuser_reserved_connections=2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=base)
+    uri = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    for _ in range(100):
+        try:
+            with engine.connect():
+                break
+        except sqlalchemy.exc.OperationalError:
+            time.sleep(0.1)
+    yield {"uri": uri, "engine": engine}
+    engine.dispose()
+    server.terminate()
+    server.wait(timeout=30)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _databases(engine) -> list[str]:
+    import sqlalchemy
+
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(sqlalchemy.text("SELECT datname FROM pg_database"))]
+
+
+def test_the_servers_pools_against_postgresqls_own_max_connections(postgresql, tmp_path):
+    """The module reads max_connections and the reserved connections first: a total that fits goes on (and is
+    reported), one above them fails before anything is created."""
+    env_file = tmp_path / "mlflow.env"
+    env_file.write_text(f'MLFLOW_BACKEND_STORE_URI="{postgresql["uri"]}"\n')
+    fits = schema_module.run(FakeModule(env_file=str(env_file), backend="ignore", auth_database="mlflow_auth_fits",
+                                        connections_needed=35, connections_text="vm1: 35"))
+    assert fits["connection_limits"] == {"max_connections": 37, "reserved": 2, "available": 35, "needed": 35}
+    assert fits["changed"] is True and "mlflow_auth_fits" in _databases(postgresql["engine"])
+
+    with pytest.raises(Failed) as refused:
+        schema_module.run(FakeModule(env_file=str(env_file), backend="ignore", auth_database="mlflow_auth_refused",
+                                     connections_needed=36, connections_text="vm1: 18; vm2: 18. Lower the pools"))
+    assert str(refused.value) == ("The servers sharing this database may open 36 connections, but its server allows 35 "
+                                  "(max_connections 37 less 2 reserved): vm1: 18; vm2: 18. Lower the pools")
+    assert "mlflow_auth_refused" not in _databases(postgresql["engine"])
+    # Without a count nothing is read.
+    assert "connection_limits" not in schema_module.run(FakeModule(env_file=str(env_file), backend="ignore"))
+
+
+def test_sqlite_has_no_connection_limit(server):
+    done = schema_module.run(FakeModule(env_file=server["env_file"], head_file=server["head_file"],
+                                        connections_needed=10**6, connections_text="far too many"))
+    assert "connection_limits" not in done and done["status"]["behind"] is True
