@@ -98,7 +98,7 @@ class Bench:
         self.mode = mode(args)
         self.ci = self.mode == "ci"
         self.sizes = SIZES[self.mode]
-        self.vms = CI_VMS if self.ci else VMS
+        self.vms = testbed_vms(self.mode)
         self.tmp = Path(tempfile.mkdtemp(prefix="mlflow-bench-"))
         os.chmod(self.tmp, 0o700)
         self.db_password = secrets.token_urlsafe(18)
@@ -1104,6 +1104,22 @@ def unmeasured(results: dict[str, Any], figures: list[str], sizes: dict[str, Any
     return missing
 
 
+def testbed_vms(mode: str) -> list[str]:
+    """--ci leaves out ``linear`` (ours again with the accelerator off): the headline is ours against plain."""
+    return CI_VMS if mode == "ci" else VMS
+
+
+def outcome(
+    results: dict[str, Any], figures: list[str], sizes: dict[str, Any], failed: str | None
+) -> tuple[int, str | None, list[str]]:
+    """The run's exit status, failure and unmeasured figures: 1 when it broke off or a figure has no
+    measurement, 0 otherwise, whatever the goals (the table shows those)."""
+    missing = unmeasured(results, figures, sizes)
+    if missing and not failed:
+        failed = "not measured: " + "; ".join(missing)
+    return (1 if failed else 0), failed, missing
+
+
 def mode(args: argparse.Namespace) -> str:
     return "ci" if getattr(args, "ci", False) else "quick" if args.quick else "full"
 
@@ -1201,9 +1217,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             bench.down()
             shutil.rmtree(bench.tmp, ignore_errors=True)
-    missing = unmeasured(bench.results, figures, bench.sizes)
-    if missing and not failed:
-        failed = "not measured: " + "; ".join(missing)
+    status, failed, missing = outcome(bench.results, figures, bench.sizes, failed)
     out["results"] = bench.results
     out["unmeasured"] = missing
     out["failed"] = failed
@@ -1215,8 +1229,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(bench.results))
     if bench.ci and "deploy" in bench.results:
         print(
-            "\n(--ci: ours' cold deploy and the plain recipe's install ran at the same time, on a shared machine;"
-            " the goals are shown, not enforced)"
+            "\n(--ci: ours' cold deploy and the plain recipe's install ran at the same time and the windows are"
+            " short: the goals are shown, not enforced)"
         )
     chart = path.with_suffix(".svg")
     try:
@@ -1227,7 +1241,7 @@ def main(argv: list[str] | None = None) -> int:
         chart = None
     print(f"\nJSON: {path}" + (f"\nChart: {chart}" if chart else "") + (f"\nFAILED: {failed}" if failed else ""))
     print(f"Wall time: {out['seconds']} s")
-    return 1 if failed else 0
+    return status
 
 
 if __name__ == "__main__":
