@@ -1,12 +1,15 @@
 """The benchmark's own logic, without Docker: the load generator against a real HTTP server on loopback
-(counts, errors, the warm-up left out), percentiles, the profile_tasks parser and the goal verdicts of
-the table. The benchmark itself runs on demand (bench/run), not in the test suite."""
+(counts, errors, the warm-up left out), percentiles, the profile_tasks parser, the goal verdicts of
+the table, --ci's selection and its "fails only when a figure cannot be measured" rule, and the chart
+drawn from the recorded runs. The benchmark itself runs in scripts/test (bench/run --ci) and on demand."""
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,8 +18,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
-import load  # noqa: E402 - bench/ is not a package: its modules import each other by name
+import chart  # noqa: E402 - bench/ is not a package: its modules import each other by name
+import load  # noqa: E402
 import run as bench  # noqa: E402
+
+RECORDED = sorted((REPO / "docs" / "bench").glob("*.json"))
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -202,3 +209,215 @@ def test_table_shows_the_memory_at_rest_of_both_servers():
     )
     assert "| Memory at rest (MiB usage; anonymous; processes) | 1890.2; 1702.5; 14 | 2101.0; 1900.1; 16 |" in text
     assert "Memory at rest" not in bench.table({"rest": {"ours": {"memory": "no samples"}, "plain": {}}})
+
+
+# -- --ci -------------------------------------------------------------------------------------------------
+
+
+def test_ci_mode_measures_the_headline_figures_on_two_vms():
+    args, figures = bench.parse_args(["--ci"])
+    assert bench.mode(args) == "ci"
+    assert figures == ["deploy", "rest", "rerun", "load", "artifacts", "ui"]  # no levers
+    assert (args.name, args.threads) == ("benchci", 8)
+    assert bench.testbed_vms("ci") == ["ours", "plain"]  # no accelerator-off VM
+    assert bench.testbed_vms("quick") == bench.testbed_vms("full") == ["ours", "linear", "plain"]
+    ci, quick = bench.SIZES["ci"], bench.SIZES["quick"]
+    # The load figure's windows (4 operations, 2 servers) stay within a minute of the 5-minute budget.
+    assert len(bench.OPERATIONS) * 2 * (ci["duration"] + ci["warmup"]) <= 60
+    assert ci["artifact_bytes"] == 20 * bench.MIB and ci["search_runs"] <= quick["search_runs"]
+
+
+def test_ci_mode_keeps_the_other_options():
+    argv = ["--ci", "--name", "hbench", "--only", "ui,load", "--json", "/tmp/x.json", "--threads", "4"]
+    args, figures = bench.parse_args(argv)
+    assert (args.name, args.json, args.threads) == ("hbench", "/tmp/x.json", 4)
+    assert figures == ["deploy", "load", "ui"]  # deploy always, then the fixed order
+    args, figures = bench.parse_args([])
+    assert (bench.mode(args), args.name, args.threads, figures) == ("full", "bench", 16, bench.FIGURES)
+    assert bench.mode(bench.parse_args(["--quick"])[0]) == "quick"
+
+
+def test_ci_and_quick_do_not_go_together(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--ci", "--quick"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def _complete_run():
+    """The recorded full run (every figure measured) with memory at rest added: a run with nothing missing."""
+    results = json.loads((REPO / "docs" / "bench" / "2026-11-29-full.json").read_text())["results"]
+    results["rest"] = json.loads((REPO / "docs" / "bench" / "2026-12-02-quick-executor.json").read_text())["results"][
+        "rest"
+    ]
+    return results
+
+
+def test_a_run_with_every_figure_measured_passes_whatever_its_goals():
+    results = _complete_run()
+    # Most goals of this run are short (the table says so): the exit status does not read them.
+    assert "short" in bench.table(results)
+    assert bench.outcome(results, bench.CI_FIGURES, bench.SIZES["full"], None) == (0, None, [])
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda r: r.pop("deploy"), "deploy: no cold deploy time for both servers"),
+        (lambda r: r["rest"].update({"plain": {"memory": "no samples"}}), "rest: no memory read for plain"),
+        (lambda r: r.pop("rerun"), "rerun: no re-run time"),
+        (
+            lambda r: next(
+                row for row in r["load"]["rows"] if row["operation"] == "log-batch" and row["target"] == "ours"
+            ).update({"requests": 0, "rps": 0.0, "error_samples": ["HTTP 503"]}),
+            "load: no successful log-batch request to ours (HTTP 503)",
+        ),
+        (
+            lambda r: r["load"]["rows"].pop(),  # the last row: search-runs on plain
+            "load: no successful search-runs request to plain",
+        ),
+        (lambda r: r["artifacts"]["plain"].update({"upload_status": 500}), "artifacts: plain upload answered 500"),
+        (
+            lambda r: r["artifacts"]["ours"].update({"download_bytes": 1000}),
+            "artifacts: ours download answered 200, 1000 of 1073741824 bytes",
+        ),
+        (lambda r: r["ui"].pop("ours"), "ui: no first load from ours"),
+    ],
+)
+def test_a_figure_without_measurement_fails_the_run(break_it, message):
+    results = copy.deepcopy(_complete_run())
+    break_it(results)
+    status, failed, missing = bench.outcome(results, bench.CI_FIGURES, bench.SIZES["full"], None)
+    assert status == 1
+    assert missing == [message]
+    assert failed == f"not measured: {message}"
+
+
+def test_only_the_selected_figures_are_checked_and_a_break_off_is_kept():
+    results = {"deploy": {"ours_seconds": 40.0, "plain_seconds": 80.0, "ratio": 0.5}}
+    assert bench.outcome(results, ["deploy", "levers"], bench.SIZES["ci"], None) == (0, None, [])
+    status, failed, missing = bench.outcome(results, ["deploy", "ui"], bench.SIZES["ci"], "BenchError: boom")
+    assert (status, failed) == (1, "BenchError: boom")
+    assert missing == ["ui: no first load from ours", "ui: no first load from plain"]
+
+
+def test_every_recorded_run_measured_its_figures():
+    """The recorded runs pass the rule for the figures they ran (so the rule does not fail a good run)."""
+    for path in RECORDED:
+        data = json.loads(path.read_text())
+        figures = [figure for figure in bench.CI_FIGURES if figure in data["results"]]
+        assert bench.unmeasured(data["results"], ["deploy", *figures], data["sizes"]) == [], path.name
+
+
+# -- the chart ----------------------------------------------------------------------------------------------
+
+
+def _svg(text):
+    root = ET.fromstring(text)  # noqa: S314 - the SVG bench/chart.py just wrote
+    groups = {g.get("id"): g for g in root.iter(f"{SVG}g") if g.get("id")}
+    return root, groups
+
+
+def test_chart_of_the_recorded_runs_has_every_figure_and_the_trend(tmp_path):
+    out = tmp_path / "chart.svg"
+    assert chart.main([*map(str, RECORDED), "-o", str(out)]) == 0
+    _, groups = _svg(out.read_text())
+
+    bars = {key.removeprefix("bar-"): g for key, g in groups.items() if key.startswith("bar-")}
+    assert list(bars) == [
+        "deploy",
+        "rest",
+        "log-metric",
+        "log-batch",
+        "create-run",
+        "search-runs",
+        "upload",
+        "download",
+        "ui",
+    ]
+    # Each bar comes from the newest run that measured the figure.
+    assert bars["deploy"].get("data-run") == "2026-12-02-quick-deploy-145-tasks"
+    assert float(bars["deploy"].get("data-ratio")) == pytest.approx(42.7 / 69.2, abs=1e-3)
+    assert bars["rest"].get("data-run") == "2026-12-02-quick-executor"
+    assert bars["log-metric"].get("data-run") == "2026-11-29-full"
+    assert float(bars["log-metric"].get("data-ratio")) == pytest.approx(152.3 / 212.7, abs=1e-3)
+    assert float(bars["ui"].get("data-ratio")) == pytest.approx(1348159 / 5273165, abs=1e-3)
+    # Colour: better than plain in green (a lower deploy time; fewer UI bytes), worse in orange (fewer req/s).
+    fill = {key: g.find(f"{SVG}rect").get("fill") for key, g in bars.items()}
+    assert fill["deploy"] == fill["ui"] == chart.BETTER
+    assert fill["log-metric"] == fill["upload"] == chart.WORSE
+
+    points = {key: int(g.get("data-points")) for key, g in groups.items() if key.startswith("trend-")}
+    # Every run has a cold deploy; 7 of the 11 a no-op re-run; the 3 full runs with load the ratios.
+    assert points == {
+        "trend-deploy-ours": 11,
+        "trend-deploy-plain": 11,
+        "trend-rerun-ours": 7,
+        "trend-log-metric": 3,
+        "trend-log-batch": 3,
+        "trend-create-run": 3,
+        "trend-search-runs": 3,
+    }
+    deploy = groups["trend-deploy-ours"]
+    circles = deploy.findall(f"{SVG}circle")
+    assert len(circles) == 11
+    xs = [float(c.get("cx")) for c in circles]
+    assert xs == sorted(xs)  # oldest first, by start time
+    titles = [c.find(f"{SVG}title").text for c in circles]
+    assert titles[0] == "1. 2026-11-22-full-before-deploy-speedups: cold deploy, ours 85.4"
+    assert titles[-1] == "11. 2026-12-02-quick-deploy-145-tasks: cold deploy, ours 42.7"
+
+
+def test_chart_copes_with_sparse_runs_and_draws_the_current_run_last(tmp_path):
+    old = tmp_path / "old.json"
+    # An old JSON: no started, no mode, only a deploy.
+    old.write_text(json.dumps({"date": "2026-01-01", "results": {"deploy": {"ours_seconds": 90, "plain_seconds": 60}}}))
+    current = {
+        "started": "2026-12-03T10:00:00+00:00",
+        "mode": "ci",
+        "results": {
+            "deploy": {"ours_seconds": 45.0, "plain_seconds": 90.0},
+            "rerun": {"seconds": 12.0, "changed": 0},
+            "load": {
+                "rows": [
+                    {"operation": "log-metric", "target": "ours", "rps": 150.0, "requests": 300},
+                    {"operation": "log-metric", "target": "plain", "rps": 0.0, "requests": 0},
+                ]
+            },
+        },
+    }
+    out = chart.write_chart(tmp_path / "c.svg", [old], current=(current, "2026-12-03-ci"))
+    root, groups = _svg(out.read_text())
+    assert sorted(k for k in groups if k.startswith("bar-")) == ["bar-deploy"]  # log-metric: plain had no request
+    assert groups["bar-deploy"].get("data-run") == "2026-12-03-ci"
+    assert float(groups["bar-deploy"].get("data-ratio")) == 0.5
+    assert groups["bar-deploy"].find(f"{SVG}rect").get("fill") == chart.BETTER
+    assert sorted(k for k in groups if k.startswith("trend-")) == [
+        "trend-deploy-ours",
+        "trend-deploy-plain",
+        "trend-rerun-ours",
+    ]
+    circles = groups["trend-deploy-ours"].findall(f"{SVG}circle")
+    assert [c.get("fill") for c in circles] == [chart.COLOURS[0], "white"]  # the --ci run is hollow
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert "no run has these figures" in texts
+    assert "1. old (full)" in texts and "2. 2026-12-03-ci (ci)" in texts
+
+
+def test_chart_needs_a_run():
+    with pytest.raises(ValueError, match="no runs"):
+        chart.render([])
+
+
+def test_nice_ticks():
+    assert chart.nice_ticks(1.2) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
+    assert chart.nice_ticks(154.0) == [0, 50, 100, 150, 200]
+    assert chart.nice_ticks(0) == [0.0, 1.0]
+
+
+def test_the_committed_chart_is_the_recorded_runs():
+    """docs/bench/chart.svg (embedded in docs/benchmarks.md) is what bench/chart.py draws from docs/bench/*.json."""
+    committed = (REPO / "docs" / "bench" / "chart.svg").read_text()
+    assert committed == chart.render(chart.read_run(path) for path in RECORDED), (
+        "docs/bench/chart.svg is stale: python bench/chart.py docs/bench/*.json -o docs/bench/chart.svg"
+    )
+    assert "bench/chart.svg" in (REPO / "docs" / "benchmarks.md").read_text()
