@@ -585,9 +585,10 @@ class Bench:
         }
 
     def worker_count(self) -> int | None:
-        proc = self.docker_exec(self.ours_vm, ["systemctl", "cat", "mlflow"])
-        match = re.search(r"--workers (\d+)", proc.stdout)
-        return int(match.group(1)) if match else None
+        """Ours' workers: uvicorn's, plus the REST API's gunicorn workers under split."""
+        proc = self.docker_exec(self.ours_vm, ["systemctl", "cat", "mlflow", "mlflow-api"])
+        counts = [int(n) for n in re.findall(r"--workers (\d+)", proc.stdout)]
+        return sum(counts) if counts else None
 
     # -- memory at rest --------------------------------------------------------------------------------
 
@@ -595,7 +596,8 @@ class Bench:
         """Each unit's memory once its processes stopped changing (MLflow's job runner starts its
         consumers some seconds after the server: both servers run it, as MLflow ships it on)."""
         self.need_servers()
-        units = {"ours": (self.ours_vm, "mlflow"), "plain": (self.plain_vm, "mlflow-plain")}
+        # Ours: the slice holding the server's units (under split, uvicorn's and the REST API's gunicorn's).
+        units = {"ours": (self.ours_vm, OURS_SLICE), "plain": (self.plain_vm, "mlflow-plain")}
         # Both at once: each waits for its own processes to settle, reading only its own cgroup.
         with ThreadPoolExecutor(max_workers=len(units)) as pool:
             futures = {name: pool.submit(memory_at_rest, vm, unit) for name, (vm, unit) in units.items()}
@@ -616,7 +618,7 @@ class Bench:
             for index in range(size // MIB):
                 handle.write(index.to_bytes(8, "big") + block[8:])
         rows: dict[str, Any] = {"bytes": size}
-        for target, vm, unit in ((self.ours, self.ours_vm, "mlflow"), (self.plain, self.plain_vm, "mlflow-plain")):
+        for target, vm, unit in ((self.ours, self.ours_vm, OURS_SLICE), (self.plain, self.plain_vm, "mlflow-plain")):
             path = f"/api/2.0/mlflow-artifacts/artifacts/bench/{target.name}-{time.time_ns()}.bin"
             with MemorySampler(vm, unit) as memory:
                 up_s, up_status, up_body = upload(target, path, str(local), size)
@@ -774,6 +776,10 @@ print(json.dumps(out))
         self.deploy_ours("lever-restore")
 
 
+# Ours' units run in one slice (Slice= in roles/tracking_server/templates/mlflow.service.j2): its cgroup holds
+# every process of the server, under split both units'.
+OURS_SLICE = "mlflow.slice"
+
 class MemorySampler:
     """Samples a unit's memory cgroup inside a VM every 0.2 s (usage and anonymous memory) and reads its peak.
 
@@ -799,7 +805,7 @@ class MemorySampler:
             self.dir, self.current, self.anon, self.peak_file = (
                 v1,
                 "memory.usage_in_bytes",
-                "rss",
+                "total_rss",  # hierarchical: a slice's children included (rss is the group's own only)
                 "memory.max_usage_in_bytes",
             )
         else:
@@ -824,9 +830,10 @@ class MemorySampler:
         time.sleep(0.6)
         return self
 
-    def procs_file(self) -> str:
-        """The unit's cgroup.procs (one line per process), in the memory hierarchy read above."""
-        return f"{self.dir}/cgroup.procs"
+    def procs_command(self) -> list[str]:
+        """Lists the unit's processes (one line each), its child groups' too (a slice), in the memory hierarchy
+        read above."""
+        return ["sh", "-c", f"find {self.dir} -name cgroup.procs -exec cat {{}} +"]
 
     def _read(self) -> None:
         for line in self.proc.stdout or ():
@@ -863,11 +870,11 @@ def memory_at_rest(vm: str, unit: str, settle: float = 10.0, limit: float = 240.
     """A unit's memory (usage, anonymous) and process count once the count held for ``settle`` seconds."""
     sampler = MemorySampler(vm, unit)
     with sampler:
-        procs = sampler.procs_file()
+        procs = sampler.procs_command()
         start = stable_since = time.monotonic()
         count = None
         while time.monotonic() - start < limit:
-            now = len(run(["docker", "exec", vm, "cat", procs]).stdout.split())
+            now = len(run(["docker", "exec", vm, *procs]).stdout.split())
             if now != count:
                 count, stable_since = now, time.monotonic()
             elif time.monotonic() - stable_since >= settle:

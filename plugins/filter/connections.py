@@ -1,14 +1,14 @@
-"""Filters that count the database connections MLflow tracking servers may open, and check the total
-against what the database server allows (the preflight, and the deploy with the server's real limit).
+"""Filters that count the database connections MLflow tracking servers may open, and check the total against what
+the database server allows (the preflight, and the deploy with the server's real limit).
 
-How MLflow 3.17 opens them (mlflow/store/db/utils.py create_sqlalchemy_engine, and each store's
-engine cache): every server process (a uvicorn or gunicorn worker; under split both sides' workers) holds one SQLAlchemy engine per
-store and URI - tracking, model registry, jobs (job execution on), the basic-auth app's - plus one per
-read-replica store when the read replica is on the primary's server. Each engine's pool keeps up to
-pool_size connections and opens max_overflow more under load. The job runner's long-lived processes
-add their own: executor engine, the runner (jobs) and the periodic-tasks consumer (tracking, jobs);
-huey engine, the runner (jobs), a consumer per job kind (jobs) and the periodic-tasks consumer
-(tracking, jobs). The processes that run one job each, while it runs, are not counted.
+How MLflow 3.17 opens them (mlflow/store/db/utils.py create_sqlalchemy_engine, and each store's engine cache):
+every server process (a uvicorn or gunicorn worker; under split both sides' workers) holds one SQLAlchemy
+engine per store and URI - tracking, model registry, jobs (job execution on), the basic-auth app's - plus one
+per read-replica store when the read replica is on the primary's server. Each engine's pool keeps up to
+pool_size connections and opens max_overflow more under load. The job runner's long-lived processes add their
+own: executor engine, the runner (jobs) and the periodic-tasks consumer (tracking, jobs); huey engine, the
+runner (jobs), a consumer per job kind (jobs) and the periodic-tasks consumer (tracking, jobs). The processes
+that run one job each, while it runs, are not counted.
 """
 
 from __future__ import annotations

@@ -268,5 +268,6 @@ GOOD = {
     # Without nginx the default HTTP server is uvicorn, not split (which the case above refuses when asked for).
     "nginx-off-default-server": {"tls_proxy_enabled": False},
     "gunicorn-without-nginx": {"tls_proxy_enabled": False, "tracking_server_http_server": "gunicorn"},
-    "split-asked": {"tracking_server_http_server": "split", "tracking_server_api_port": 5100, "tracking_server_api_workers": 3},
+    "split-asked": {"tracking_server_http_server": "split", "tracking_server_api_port": 5100,
+                    "tracking_server_api_workers": 3},
 }

@@ -72,9 +72,11 @@ def test_split_counts_both_sides_and_no_job_store_on_the_api_side():
                             "job_execution": True, "job_engine": "executor", "pool_size": 3, "max_overflow": 1})
     # uvicorn 1 x 4 (tracking, registry, jobs, auth) + gunicorn 2 x 3 + job runner 3 = 13 engines x 4
     assert count["engine_count"] == 13 and count["connections"] == 52
-    assert "1 workers x 4 engines" in count["text"] and "at least 2 REST API (gunicorn) workers x 3 engines" in count["text"]
+    assert "1 workers x 4 engines" in count["text"]
+    assert "at least 2 REST API (gunicorn) workers x 3 engines" in count["text"]
     settled = db_connection_budget(
-        [{"host": "vm1", "http_server": "split", "auth": "basic", "job_execution": True, "pool_size": 3, "max_overflow": 1}],
+        [{"host": "vm1", "http_server": "split", "auth": "basic", "job_execution": True,
+          "pool_size": 3, "max_overflow": 1}],
         100, 3, api_workers={"vm1": 4})
     assert settled["total"] == (1 * 4 + 4 * 3 + 3) * 4
     plain = db_connections({"http_server": "uvicorn", "workers": 0, "api_workers": 8, "auth": "basic",

@@ -114,7 +114,7 @@ def test_an_exec_argument_escapes_specifiers_and_variables():
 
 
 def test_the_role_default_pools_reach_mlflow_and_zero_leaves_sqlalchemys():
-    """The role's defaults (3 + 1, counted by the connections filters) become MLflow's variables; 0 sets
+    """The role's defaults (any pool, counted by the connections filters) become MLflow's variables; 0 sets
     nothing, so MLflow keeps SQLAlchemy's 5 + 10 (it would ignore a MAX_OVERFLOW of 0 anyway)."""
     env = environment.mlflow_environment({**BASE, "db_pool_size": "3", "db_max_overflow": 1})
     assert (env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"], env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) == ("3", "1")
