@@ -754,12 +754,14 @@ print(json.dumps(out))
         self.need_servers()
         levers: list[tuple[str, dict[str, Any]]] = [
             ("tracking_server_auth_cache_ttl: 0 (MLflow's default)", {"tracking_server_auth_cache_ttl": 0}),
-            ("tracking_server_workers: 4", {"tracking_server_workers": 4}),
-            ("tracking_server_http_server: gunicorn", {"tracking_server_http_server": "gunicorn"}),
+            # MLflow's own server alone (the default before split): every request through its ASGI stack.
+            ("tracking_server_http_server: uvicorn (2 workers)", {"tracking_server_http_server": "uvicorn"}),
+            # Bigger pools than the role's 2 + 1 per engine (the testbed's PostgreSQL allows 97: 13 engines x 6).
             (
-                "tracking_server_http_server: gunicorn, tracking_server_workers: 4",
-                {"tracking_server_http_server": "gunicorn", "tracking_server_workers": 4},
+                "tracking_server_db_pool_size: 4, tracking_server_db_max_overflow: 2",
+                {"tracking_server_db_pool_size": 4, "tracking_server_db_max_overflow": 2},
             ),
+            ("tracking_server_api_workers: 4", {"tracking_server_api_workers": 4}),
         ]
         if self.args.quick:
             levers = levers[:1]
@@ -780,11 +782,12 @@ print(json.dumps(out))
 # every process of the server, under split both units'.
 OURS_SLICE = "mlflow.slice"
 
+
 class MemorySampler:
     """Samples a unit's memory cgroup inside a VM every 0.2 s (usage and anonymous memory) and reads its peak.
 
     cgroup v2: memory.current, memory.stat anon, memory.peak. cgroup v1 (this test machine):
-    memory.usage_in_bytes, memory.stat rss, memory.max_usage_in_bytes, which is reset first so the
+    memory.usage_in_bytes, memory.stat total_rss, memory.max_usage_in_bytes, which is reset first so the
     peak is the transfer's. Usage counts the page cache too (the proxy's temporary file); anon does not.
     """
 
