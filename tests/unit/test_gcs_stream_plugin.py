@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -195,6 +196,7 @@ def test_mlflow_server_proxies_an_upload_through_the_plugin(emulator, tmp_path, 
          "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
          "--artifacts-destination", f"gs://{BUCKET}/server-{port}"],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "wb"),  # noqa: SIM115
+        start_new_session=True,  # its uvicorn and job runner children are stopped with it
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", proc, 90)
@@ -206,8 +208,12 @@ def test_mlflow_server_proxies_an_upload_through_the_plugin(emulator, tmp_path, 
         with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
             assert response.read() == data
     finally:
-        proc.terminate()
-        proc.wait(30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
     client = storage.Client(project="test")
     assert client.bucket(BUCKET).blob(f"server-{port}/0/run/artifacts/big.bin").download_as_bytes() == data
