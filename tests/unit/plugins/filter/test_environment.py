@@ -23,7 +23,7 @@ BASE = {
     "gateway": "False", "kek_passphrase": "", "kek_version": "", "trace_archival_config": "", "s3": {},
     "security_in_environment": "False", "allowed_hosts": ["a", "b"], "cors_allowed_origins": ["https://a"],
     "auth_config": "", "secret_key": "", "pythonpath": "/opt/mlflow/libexec", "jobs_username": "",
-    "jobs_password": "", "iap": False, "proxy_token": "", "extra_env": {},
+    "jobs_password": "", "iap": False, "proxy_token": "", "extra_env": {}, "artifact_streaming": False,
 }
 
 
@@ -71,6 +71,12 @@ def test_what_does_not_apply_stays_out():
     for name in ("MLFLOW_SERVER_JOB_EXECUTION_ENGINE", "MLFLOW_GCS_UPLOAD_CHUNK_SIZE", "MLFLOW_CRYPTO_KEK_PASSPHRASE",
                  "MLFLOW_ANSIBLE_PROXY_TOKEN", "MLFLOW_AUTH_CONFIG_PATH", "PYTHONPATH", "MLFLOW_SERVER_ALLOWED_HOSTS"):
         assert name not in env, name
+
+
+def test_artifact_streaming_puts_the_helpers_on_the_path_without_auth():
+    env = environment.mlflow_environment({**BASE, "artifact_streaming": True})
+    assert env["PYTHONPATH"] == "/opt/mlflow/libexec" and "MLFLOW_AUTH_CONFIG_PATH" not in env
+    assert "PYTHONPATH" not in environment.mlflow_environment({**BASE, "artifact_streaming": "False"})
 
 
 def test_extra_env_comes_last_and_an_artifacts_only_server_names_its_uri_otherwise():
