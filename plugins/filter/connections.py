@@ -21,6 +21,8 @@ SQLALCHEMY_POOL_SIZE = 5
 SQLALCHEMY_MAX_OVERFLOW = 10
 # When the worker count is left to the cores (0), the preflight does not know them yet: at least 2.
 MIN_WORKERS = 2
+# Under split the REST API's gunicorn workers left to the cores are one fewer than the cores: at least 1.
+MIN_API_WORKERS = 1
 # Engines of the job runner's long-lived processes, per job engine (see the module's docstring):
 # executor: runner 1 + periodic consumer 2; huey: runner 1 + 7 job-kind consumers + periodic consumer 2.
 JOB_ENGINES = {"executor": 3, "huey": 10}
@@ -59,7 +61,7 @@ def db_connections(settings: dict) -> dict:
     api_engines = [engine for engine in engines if engine != "jobs"] if split else []
     api_workers = _int(s.get("api_workers")) if split else 0
     api_known = api_workers > 0
-    api_workers = api_workers if api_known or not split else MIN_WORKERS
+    api_workers = api_workers if api_known or not split else MIN_API_WORKERS
     job_engines = JOB_ENGINES.get(str(s.get("job_engine") or "executor"), JOB_ENGINES["huey"]) if jobs else 0
     pool_size = _int(s.get("pool_size")) or SQLALCHEMY_POOL_SIZE
     max_overflow = _int(s.get("max_overflow")) or SQLALCHEMY_MAX_OVERFLOW

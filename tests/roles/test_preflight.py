@@ -190,13 +190,13 @@ def test_the_servers_of_one_database_must_fit_in_its_max_connections(run_site_ho
         assert outcome.failed_task == check, outcome
         message = _flat(outcome.message)
         assert "The servers of this database (vm3, vm4, vm5) may open more connections than" in message
-        assert ("vm3: 1 workers x 4 engines (tracking, model registry, jobs, auth) + at least 2 REST API (gunicorn) "
-                "workers x 3 engines + 3 engines of the job runner (executor) = 13 engines x (2 + 1) = 39") in message
-        assert "in all 117 connections against 97 (max_connections 100 - 3 reserved)" in message
-        for variable in ("tracking_server_db_pool_size (2)", "tracking_server_db_max_overflow (1)",
+        assert ("vm3: 1 workers x 4 engines (tracking, model registry, jobs, auth) + at least 1 REST API (gunicorn) "
+                "workers x 3 engines + 3 engines of the job runner (executor) = 10 engines x (2 + 2) = 40") in message
+        assert "in all 120 connections against 97 (max_connections 100 - 3 reserved)" in message
+        for variable in ("tracking_server_db_pool_size (2)", "tracking_server_db_max_overflow (2)",
                          "tracking_server_workers (0)", "tracking_server_db_max_connections (100)"):
             assert variable in message, (variable, message)
-    # The two servers of the first database fit (78 of 97): the gate stops them, for the others.
+    # The two servers of the first database fit (80 of 97): the gate stops them, for the others.
     for host in ("vm1", "vm2"):
         assert outcomes[host].failed_task == GATE, outcomes[host]
 
@@ -208,4 +208,4 @@ def test_two_servers_fit_and_a_bigger_pool_is_refused(run_site):
     bigger = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}},
                       common={"tracking_server_db_pool_size": 0, "tracking_server_db_max_overflow": 0})
     assert bigger.rc != 0 and not bigger.deploy_started
-    assert "= 13 engines x (5 + 10) = 195" in _flat(bigger.output), bigger.output[-3000:]
+    assert "= 10 engines x (5 + 10) = 150" in _flat(bigger.output), bigger.output[-3000:]

@@ -70,10 +70,10 @@ def test_split_counts_both_sides_and_no_job_store_on_the_api_side():
     at least 2 when left to the cores, and those hold no job store engine."""
     count = db_connections({"http_server": "split", "workers": 0, "api_workers": 0, "auth": "basic",
                             "job_execution": True, "job_engine": "executor", "pool_size": 3, "max_overflow": 1})
-    # uvicorn 1 x 4 (tracking, registry, jobs, auth) + gunicorn 2 x 3 + job runner 3 = 13 engines x 4
-    assert count["engine_count"] == 13 and count["connections"] == 52
+    # uvicorn 1 x 4 (tracking, registry, jobs, auth) + gunicorn 1 x 3 + job runner 3 = 10 engines x 4
+    assert count["engine_count"] == 10 and count["connections"] == 40
     assert "1 workers x 4 engines" in count["text"]
-    assert "at least 2 REST API (gunicorn) workers x 3 engines" in count["text"]
+    assert "at least 1 REST API (gunicorn) workers x 3 engines" in count["text"]
     settled = db_connection_budget(
         [{"host": "vm1", "http_server": "split", "auth": "basic", "job_execution": True,
           "pool_size": 3, "max_overflow": 1}],
