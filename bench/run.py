@@ -765,7 +765,10 @@ print(json.dumps(out))
             ),
             ("tracking_server_api_workers: 2", {"tracking_server_api_workers": 2}),
         ]
-        if self.args.quick:
+        if self.args.levers:
+            # --levers FILE: a YAML list of {label, vars} measured instead of the list above.
+            levers = [(item["label"], item["vars"]) for item in yaml.safe_load(Path(self.args.levers).read_text())]
+        elif self.args.quick:
             levers = levers[:1]
         rows = []
         for index, (label, group_vars) in enumerate(levers):
@@ -1155,6 +1158,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "--only", default="", help=f"comma-separated figures among {','.join(FIGURES)} (deploy always runs)"
     )
     parser.add_argument("--keep", action="store_true", help="leave the testbed up at the end")
+    parser.add_argument("--levers", help="a YAML list of {label, vars} to measure as the levers figure instead")
     parser.add_argument(
         "--json",
         help="where to write the results (default bench/results/<date>[-quick|-ci].json); the chart goes beside it",

@@ -180,10 +180,12 @@ def test_one_server_per_database_runs_the_periodic_jobs(run_site):
 def test_the_servers_of_one_database_must_fit_in_its_max_connections(run_site_hosts):
     """Every worker and job runner process of every server holds an engine per store, each with its pool: the
     preflight adds them up per database and refuses a total above tracking_server_db_max_connections, naming the
-    variables and showing the arithmetic. Two default servers fit PostgreSQL's default of 100; three do not."""
+    variables and showing the arithmetic. Two default servers need 100 connections and fit a declared 120; three
+    do not."""
     other = {"cloudsql_client_database": "other", "tracking_server_job_periodic_tasks": False}
     outcomes, _ = run_site_hosts({"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False},
-                                  "vm3": {"cloudsql_client_database": "other"}, "vm4": other, "vm5": other})
+                                  "vm3": {"cloudsql_client_database": "other"}, "vm4": other, "vm5": other},
+                                 common={"tracking_server_db_max_connections": 120})
     check = "mlflow_ansible.tracking.tracking_server : Check the servers sharing this database"
     for host in ("vm3", "vm4", "vm5"):
         outcome = outcomes[host]
@@ -191,21 +193,27 @@ def test_the_servers_of_one_database_must_fit_in_its_max_connections(run_site_ho
         message = _flat(outcome.message)
         assert "The servers of this database (vm3, vm4, vm5) may open more connections than" in message
         assert ("vm3: 1 workers x 4 engines (tracking, model registry, jobs, auth) + at least 1 REST API (gunicorn) "
-                "workers x 3 engines + 3 engines of the job runner (executor) = 10 engines x (2 + 2) = 40") in message
-        assert "in all 120 connections against 97 (max_connections 100 - 3 reserved)" in message
-        for variable in ("tracking_server_db_pool_size (2)", "tracking_server_db_max_overflow (2)",
-                         "tracking_server_workers (0)", "tracking_server_db_max_connections (100)"):
+                "workers x 3 engines + 3 engines of the job runner (executor) = 10 engines x (2 + 3) = 50") in message
+        assert "in all 150 connections against 117 (max_connections 120 - 3 reserved)" in message
+        for variable in ("tracking_server_db_pool_size (2)", "tracking_server_db_max_overflow (3)",
+                         "tracking_server_workers (0)", "tracking_server_db_max_connections (120)"):
             assert variable in message, (variable, message)
-    # The two servers of the first database fit (80 of 97): the gate stops them, for the others.
+    # The two servers of the first database fit (100 of 117): the gate stops them, for the others.
     for host in ("vm1", "vm2"):
         assert outcomes[host].failed_task == GATE, outcomes[host]
 
 
 def test_two_servers_fit_and_a_bigger_pool_is_refused(run_site):
-    """The default pools of two servers fit a database of 100 connections, SQLAlchemy's own (5 + 10) do not."""
-    two = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}})
+    """The default pools of two servers (100 connections) fit a database of 200 but not PostgreSQL's default 100;
+    SQLAlchemy's own (5 + 10) do not fit 200."""
+    small = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}})
+    assert small.rc != 0 and not small.deploy_started
+    assert "in all 100 connections against 97" in _flat(small.output), small.output[-3000:]
+    two = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}},
+                   common={"tracking_server_db_max_connections": 200})
     assert two.rc == 0, two.output[-3000:]
     bigger = run_site(hosts={"vm1": {}, "vm2": {"tracking_server_job_periodic_tasks": False}},
-                      common={"tracking_server_db_pool_size": 0, "tracking_server_db_max_overflow": 0})
+                      common={"tracking_server_db_pool_size": 0, "tracking_server_db_max_overflow": 0,
+                              "tracking_server_db_max_connections": 200})
     assert bigger.rc != 0 and not bigger.deploy_started
     assert "= 10 engines x (5 + 10) = 150" in _flat(bigger.output), bigger.output[-3000:]
