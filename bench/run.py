@@ -756,11 +756,12 @@ print(json.dumps(out))
             ("tracking_server_auth_cache_ttl: 0 (MLflow's default)", {"tracking_server_auth_cache_ttl": 0}),
             # MLflow's own server alone (the default before split): every request through its ASGI stack.
             ("tracking_server_http_server: uvicorn (2 workers)", {"tracking_server_http_server": "uvicorn"}),
-            # Bigger pools than the role's 2 + 2 per engine (the testbed's PostgreSQL allows 97: 10 engines x 8).
+            # Bigger pools than the role's 2 + 3 per engine, above 8 threads (the preflight refuses a pool
+            # not above the threads); the bench's PostgreSQL allows 200 connections.
             (
-                "tracking_server_db_pool_size: 4, tracking_server_db_max_overflow: 4, "
+                "tracking_server_db_pool_size: 5, tracking_server_db_max_overflow: 4, "
                 "tracking_server_gunicorn_threads: 8",
-                {"tracking_server_db_pool_size": 4, "tracking_server_db_max_overflow": 4,
+                {"tracking_server_db_pool_size": 5, "tracking_server_db_max_overflow": 4,
                  "tracking_server_gunicorn_threads": 8},
             ),
             ("tracking_server_api_workers: 2", {"tracking_server_api_workers": 2}),

@@ -335,36 +335,36 @@ def test_chart_of_the_recorded_runs_has_every_figure_and_the_trend(tmp_path):
         "ui",
     ]
     # Each bar comes from the newest run that measured the figure.
-    assert bars["deploy"].get("data-run") == "2026-12-02-quick-deploy-145-tasks"
-    assert float(bars["deploy"].get("data-ratio")) == pytest.approx(42.7 / 69.2, abs=1e-3)
-    assert bars["rest"].get("data-run") == "2026-12-02-quick-executor"
-    assert bars["log-metric"].get("data-run") == "2026-11-29-full"
-    assert float(bars["log-metric"].get("data-ratio")) == pytest.approx(152.3 / 212.7, abs=1e-3)
-    assert float(bars["ui"].get("data-ratio")) == pytest.approx(1348159 / 5273165, abs=1e-3)
+    assert bars["deploy"].get("data-run") == "2026-12-02-full"
+    assert float(bars["deploy"].get("data-ratio")) == pytest.approx(85.4 / 160.0, abs=1e-3)
+    assert bars["rest"].get("data-run") == "2026-12-02-full"
+    assert bars["log-metric"].get("data-run") == "2026-12-02-full"
+    assert float(bars["log-metric"].get("data-ratio")) == pytest.approx(74.3 / 116.5, abs=1e-3)
+    assert float(bars["ui"].get("data-ratio")) == pytest.approx(1347275 / 5273165, abs=1e-3)
     # Colour: better than plain in green (a lower deploy time; fewer UI bytes), worse in orange (fewer req/s).
     fill = {key: g.find(f"{SVG}rect").get("fill") for key, g in bars.items()}
     assert fill["deploy"] == fill["ui"] == chart.BETTER
     assert fill["log-metric"] == fill["upload"] == chart.WORSE
 
     points = {key: int(g.get("data-points")) for key, g in groups.items() if key.startswith("trend-")}
-    # Every run has a cold deploy; 7 of the 11 a no-op re-run; the 3 full runs with load the ratios.
+    # Every run has a cold deploy; 8 of the 12 a no-op re-run; the 4 full runs with load the ratios.
     assert points == {
-        "trend-deploy-ours": 11,
-        "trend-deploy-plain": 11,
-        "trend-rerun-ours": 7,
-        "trend-log-metric": 3,
-        "trend-log-batch": 3,
-        "trend-create-run": 3,
-        "trend-search-runs": 3,
+        "trend-deploy-ours": 12,
+        "trend-deploy-plain": 12,
+        "trend-rerun-ours": 8,
+        "trend-log-metric": 4,
+        "trend-log-batch": 4,
+        "trend-create-run": 4,
+        "trend-search-runs": 4,
     }
     deploy = groups["trend-deploy-ours"]
     circles = deploy.findall(f"{SVG}circle")
-    assert len(circles) == 11
+    assert len(circles) == 12
     xs = [float(c.get("cx")) for c in circles]
     assert xs == sorted(xs)  # oldest first, by start time
     titles = [c.find(f"{SVG}title").text for c in circles]
     assert titles[0] == "1. 2026-11-22-full-before-deploy-speedups: cold deploy, ours 85.4"
-    assert titles[-1] == "11. 2026-12-02-quick-deploy-145-tasks: cold deploy, ours 42.7"
+    assert titles[-1] == "12. 2026-12-02-full: cold deploy, ours 85.4"
 
 
 def test_chart_copes_with_sparse_runs_and_draws_the_current_run_last(tmp_path):
