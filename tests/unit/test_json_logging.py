@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import logging
 import os
 import signal
 import socket
@@ -184,3 +185,18 @@ def test_the_checks_fail_on_mlflows_text_logs(tmp_path):
 ])
 def test_basic_auth_user_never_the_password(header, user):
     assert logmod.basic_auth_user(header) == user
+
+
+def test_without_the_middleware_uvicorns_own_line_is_json_without_query(monkeypatch):
+    """A uvicorn without Config.load: its own access line is kept, as JSON, the query string left out."""
+    monkeypatch.setattr(logmod, "_uvicorn_middleware", False)
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5555", "GET", "/api/2.0/mlflow/runs/get?run_id=1", "1.1", 200), None)
+    assert logmod.UvicornAccessFilter().filter(record)
+    line = json.loads(logmod.JsonFormatter().format(record))
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/api/2.0/mlflow/runs/get", 200)
+    health = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "%s", ("c", "GET", "/health", "1.1", 200),
+                               None)
+    assert not logmod.UvicornAccessFilter().filter(health)
+    monkeypatch.setattr(logmod, "_uvicorn_middleware", True)
+    assert not logmod.UvicornAccessFilter().filter(record)
