@@ -68,8 +68,9 @@ def mlflow_environment(settings: dict) -> dict:
     if s.get("auth_config"):
         env["MLFLOW_AUTH_CONFIG_PATH"] = s["auth_config"]
         env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = s["secret_key"]
-    # The helpers' directory holds the auth app and the streaming GCS artifact repository (with its dist-info).
-    if s.get("auth_config") or _bool(s.get("artifact_streaming")):
+    # The helpers' directory holds the auth app, the streaming GCS artifact repository (with its dist-info)
+    # and the JSON logging of the HTTP servers.
+    if s.get("auth_config") or _bool(s.get("artifact_streaming")) or _bool(s.get("json_logs")):
         env["PYTHONPATH"] = s["pythonpath"]
     if s.get("jobs_username"):
         env["MLFLOW_ANSIBLE_JOBS_USERNAME"] = s["jobs_username"]
