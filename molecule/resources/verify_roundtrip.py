@@ -715,7 +715,7 @@ def judge_jobs(
 
 
 # MLflow's trace archival (the role's tracking_server_trace_archival_*): a trace begun this long
-# ago is older than the scenarios' retention (1m), one begun now is not.
+# ago is older than the scenarios' retention (1m or 5m), one begun now is not.
 ARCHIVAL_BACKDATE_SECONDS = 10 * 60
 
 
