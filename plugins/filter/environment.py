@@ -14,6 +14,7 @@ _SERVER_ONLY = (
     "MLFLOW_BACKEND_STORE_URI", "MLFLOW_READ_REPLICA_BACKEND_STORE_URI", "MLFLOW_FLASK_SERVER_SECRET_KEY",
     "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_ANSIBLE_PROXY_TOKEN", "MLFLOW_CRYPTO_KEK_PASSPHRASE",
     "MLFLOW_CRYPTO_KEK_VERSION", "MLFLOW_ANSIBLE_JOBS_USERNAME", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_ANSIBLE_METRICS_TOKEN",
 )
 
 
@@ -78,6 +79,9 @@ def mlflow_environment(settings: dict) -> dict:
         env["MLFLOW_TRACKING_PASSWORD"] = s["jobs_password"]
     if s.get("proxy_token") is not None and _bool(s.get("iap")):
         env["MLFLOW_ANSIBLE_PROXY_TOKEN"] = s["proxy_token"]
+    if s.get("metrics_token"):
+        # nginx's metrics listener shows it with GET /metrics (files/mlflow_ansible_auth.py).
+        env["MLFLOW_ANSIBLE_METRICS_TOKEN"] = s["metrics_token"]
     env.update(s.get("extra_env") or {})
     return env
 

@@ -14,6 +14,10 @@ SA_KEY = {
     "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
 }
 
+# MLflow's metrics on, with everything they need (the metrics-* cases break one input each).
+METRICS_ON = {"tracking_server_metrics": True, "tls_proxy_metrics_password": "metrics-Pa55word-2024",
+              "tls_proxy_metrics_cidrs": ["10.20.0.5/32", "fd00::/8"]}
+
 # Core inputs of every role: (host, overrides, message).
 CORE_CASES = [
     ("uri-scheme", {"tracking_server_backend_store_uri": "mssql://u:p@db/mlflow"},
@@ -136,6 +140,19 @@ CORE_CASES = [
     ("archival-interval", {"tracking_server_trace_archival_location": "/var/lib/mlflow/trace-archive",
                            "tracking_server_trace_archival_interval": 30},
      r"tracking_server_trace_archival_interval 60 to 86400 seconds \(not 30\)"),
+    # MLflow's metrics: behind nginx only, with credentials, to listed ranges that are not the world.
+    ("metrics-without-nginx", {"tracking_server_metrics": True, "tls_proxy_enabled": False},
+     r"tracking_server_metrics is true but tls_proxy_enabled is false"),
+    ("metrics-no-password", {**METRICS_ON, "tls_proxy_metrics_password": ""},
+     r"tls_proxy_metrics_password must hold at least 12 characters"),
+    ("metrics-no-ranges", {**METRICS_ON, "tls_proxy_metrics_cidrs": []},
+     r"tracking_server_metrics is true but tls_proxy_metrics_cidrs is empty"),
+    ("metrics-world", {**METRICS_ON, "tls_proxy_metrics_cidrs": ["10.0.0.0/8", "::/0"]},
+     r"tls_proxy_metrics_cidrs admits 0.0.0.0/0 or ::/0"),
+    ("metrics-bad-range", {**METRICS_ON, "tls_proxy_metrics_cidrs": ["10.0.0.300/32"]},
+     r"tls_proxy_metrics_cidrs has entries that are not CIDR ranges: \['10.0.0.300/32'\]"),
+    ("metrics-port-clash", {**METRICS_ON, "tls_proxy_metrics_port": 443},
+     r"tls_proxy_metrics_port must be between 1 and 65535 and differ from the HTTPS, HTTP and MLflow ports, not 443"),
     ("cloudsql-backup-sqlite", {"tracking_server_backend": "sqlite",
                                 "tracking_server_cloudsql_backup_instance": "my-project:europe-west1:mlflow-db"},
      r"tracking_server_cloudsql_backup_instance is set but tracking_server_backend is sqlite"),
@@ -271,6 +288,7 @@ GOOD = {
     "fw-narrow": {"firewall_https_cidrs": ["10.0.0.0/8", "10.1.0.0/16"], "firewall_ssh_cidrs": ["fd00::/8"]},
     # Without nginx the default HTTP server is uvicorn, not split (which the case above refuses when asked for).
     "nginx-off-default-server": {"tls_proxy_enabled": False},
+    "metrics-on": METRICS_ON,
     "gunicorn-without-nginx": {"tls_proxy_enabled": False, "tracking_server_http_server": "gunicorn"},
     "split-asked": {"tracking_server_http_server": "split", "tracking_server_api_port": 5100,
                     "tracking_server_api_workers": 3},

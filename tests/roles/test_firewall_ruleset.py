@@ -80,3 +80,28 @@ def test_a_zero_prefix_is_the_world(bad_inputs, host, variable, refusal):
 def test_a_narrow_range_is_not_mistaken_for_the_world(good_inputs):
     outcomes, output = good_inputs
     assert outcomes["fw-narrow"].failed_task is None and outcomes["fw-narrow"].deployed, output[-3000:]
+
+
+def test_the_metrics_port_admits_its_own_ranges_only(tmp_path):
+    ruleset = render(tmp_path, {
+        "_firewall_https_cidrs": ["192.0.2.0/24"],
+        "firewall_ssh_cidrs": ["10.0.0.0/8"],
+        "firewall_ssh_port": 22,
+        "_firewall_web_ports": [443, 80],
+        "_firewall_metrics_ports": [9443],
+        "_firewall_metrics_cidrs": ["10.1.2.3/32", "fd00::/8"],
+    })
+    assert elements(ruleset, "metrics_v4") == ["10.1.2.3/32"]
+    assert elements(ruleset, "metrics_v6") == ["fd00::/8"]
+    assert "tcp dport { 9443 } ip saddr @metrics_v4 accept" in ruleset
+    assert "tcp dport { 9443 } ip6 saddr @metrics_v6 accept" in ruleset
+    # The web ports' rules do not name the metrics port.
+    assert re.search(r"tcp dport \{ 443, 80 \} ip saddr @https_v4 accept", ruleset)
+
+
+def test_no_metrics_rule_when_metrics_are_off(tmp_path):
+    ruleset = render(tmp_path, {
+        "_firewall_https_cidrs": ["192.0.2.0/24"], "firewall_ssh_cidrs": ["10.0.0.0/8"], "firewall_ssh_port": 22,
+        "_firewall_web_ports": [443, 80], "_firewall_metrics_ports": [], "_firewall_metrics_cidrs": [],
+    })
+    assert elements(ruleset, "metrics_v4") == [] and "@metrics_v4" not in ruleset

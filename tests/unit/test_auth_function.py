@@ -35,7 +35,7 @@ def auth(monkeypatch):
     fake.auth_config = types.SimpleNamespace(admin_username="admin")
     monkeypatch.setitem(sys.modules, "mlflow.server.auth", fake)
     for name in ("MLFLOW_ANSIBLE_PROXY_TOKEN", "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN", "MLFLOW_ANSIBLE_JOBS_USERNAME",
-                 "MLFLOW_TRACKING_PASSWORD"):
+                 "MLFLOW_TRACKING_PASSWORD", "MLFLOW_ANSIBLE_METRICS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     spec = importlib.util.spec_from_file_location("mlflow_ansible_auth_under_test", AUTH_FILE)
     module = importlib.util.module_from_spec(spec)
@@ -128,3 +128,21 @@ def test_no_jobs_identity_without_its_password(auth, monkeypatch):
 def test_malformed_credentials_fall_back_to_basic_auth(auth, monkeypatch, header):
     monkeypatch.setenv("_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN", "a1" * 32)
     assert identity(auth, CHAT, {"Authorization": header}) == REFUSED
+
+
+def test_nginx_metrics_listener_reads_metrics_only_with_its_token(auth, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ANSIBLE_METRICS_TOKEN", "m3" * 32)
+    sent = {"X-Mlflow-Ansible-Metrics-Token": "m3" * 32}
+    assert identity(auth, "/metrics", sent) == "admin"
+    # The token opens nothing but GET /metrics.
+    assert identity(auth, API, sent) == REFUSED
+    assert identity(auth, "/metrics/x", sent) == REFUSED
+    assert identity(auth, CHAT, sent) == REFUSED
+    with Flask(__name__).test_request_context("/metrics", method="POST", headers=sent):
+        assert auth.authenticate() == REFUSED
+    assert identity(auth, "/metrics", {"X-Mlflow-Ansible-Metrics-Token": "guess"}) == REFUSED
+    assert identity(auth, "/metrics", {}) == REFUSED
+
+
+def test_no_metrics_token_configured_means_no_metrics_identity(auth):
+    assert identity(auth, "/metrics", {"X-Mlflow-Ansible-Metrics-Token": ""}) == REFUSED

@@ -19,7 +19,12 @@ whenever the basic-auth app runs. In order:
    (``MLFLOW_TRACKING_PASSWORD``); that pair acts as the configured admin there, as MLflow's
    internal token lets a job act as any user there. Anywhere else it is refused (it is no
    user of the auth database).
-4. Otherwise MLflow's basic auth (on ``/gateway/`` routes with the credentials of
+4. **nginx's metrics listener**, on ``GET /metrics`` only: with ``tracking_server_metrics`` nginx
+   serves MLflow's Prometheus exporter on a listener of its own (its own credentials, its own
+   source ranges) and shows a token only nginx and MLflow know (``MLFLOW_ANSIBLE_METRICS_TOKEN``,
+   header ``X-Mlflow-Ansible-Metrics-Token``); that request acts as the configured admin there,
+   and the token opens nothing else.
+5. Otherwise MLflow's basic auth (on ``/gateway/`` routes with the credentials of
    ``X-MLflow-Authorization`` when sent, as MLflow's own function reads them there).
 """
 
@@ -35,6 +40,8 @@ from mlflow.server.auth import authenticate_request_basic_auth
 from werkzeug.datastructures import Authorization
 
 GATEWAY_PREFIX = "/gateway/"
+METRICS_PATH = "/metrics"
+METRICS_TOKEN_HEADER = "X-Mlflow-Ansible-Metrics-Token"  # noqa: S105 (the name of a header, no secret)
 # mlflow/server/auth/__init__.py: on /gateway/ routes MLflow credentials may ride in this header,
 # because a coding agent's own provider key occupies Authorization there.
 GATEWAY_AUTH_HEADER = "X-MLflow-Authorization"
@@ -75,6 +82,17 @@ def _gateway_identity() -> Authorization | None:
     return None
 
 
+def _metrics_identity() -> Authorization | None:
+    """The admin for nginx's metrics listener reading MLflow's Prometheus exporter, else None."""
+    if request.method != "GET" or request.path != METRICS_PATH:
+        return None
+    if not _same(request.headers.get(METRICS_TOKEN_HEADER, ""), os.environ.get("MLFLOW_ANSIBLE_METRICS_TOKEN", "")):
+        return None
+    from mlflow.server.auth import auth_config  # the admin named in basic_auth.ini
+
+    return Authorization("basic", {"username": auth_config.admin_username})
+
+
 def _basic_auth():
     """MLflow's basic auth; on /gateway/ routes with the credentials of X-MLflow-Authorization when sent
     (as MLflow's own function reads them there), the Authorization header holding a provider's key."""
@@ -92,4 +110,4 @@ def authenticate():
     user = request.headers.get("X-Mlflow-Iap-User", "")
     if token and user and _same(request.headers.get("X-Mlflow-Ansible-Proxy-Token", ""), token):
         return Authorization("basic", {"username": user})
-    return _gateway_identity() or _basic_auth()
+    return _gateway_identity() or _metrics_identity() or _basic_auth()

@@ -90,8 +90,10 @@ def test_the_timers_see_no_secret_of_the_server():
     env = environment.mlflow_environment({
         **BASE, "gateway": True, "kek_passphrase": "k", "kek_version": 1, "auth_config": "/a", "secret_key": "s",
         "jobs_username": "j", "jobs_password": "p", "iap": True, "proxy_token": "t", "read_replica_uri": "postgresql://r",
+        "metrics_token": "m",
         "s3": {"AWS_SECRET_ACCESS_KEY": "needed-by-gc"},
     })
+    assert env["MLFLOW_ANSIBLE_METRICS_TOKEN"] == "m"
     timers = environment.timers_environment(env, "postgresql+psycopg2://m:pw@db/mlflow", "gs://bucket/p")
     assert set(environment._SERVER_ONLY) & set(timers) == set()
     assert timers["MLFLOW_TRACKING_URI"] == "postgresql+psycopg2://m:pw@db/mlflow"
