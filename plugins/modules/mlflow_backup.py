@@ -307,6 +307,10 @@ def verified(module, uris: dict[str, str]) -> dict:
         manifest = stage(where, label, staging)
         result = check_restore(manifest, uris, params["artifacts_dir"], params["force"],
                                params["canary_experiment"], tuple(params["deploy_users"]))
+    except BaseException:
+        if remote:  # a refused restore leaves nothing behind, not even its download
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     finally:
         if module.check_mode:
             shutil.rmtree(staging, ignore_errors=True)

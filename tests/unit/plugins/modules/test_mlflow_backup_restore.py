@@ -238,6 +238,14 @@ def test_an_incomplete_bucket_backup_is_never_restored_nor_counted(site, bucket,
         verify(target, "s3://backups/20261201T000000Z-mlflow-x")
 
 
+def test_a_refused_bucket_backup_leaves_no_download(site, bucket, monkeypatch):
+    source = site["source"]
+    unit_backup(source, monkeypatch, "gs://backups/p", 5, "20261201T000000Z-mlflow-x")
+    with pytest.raises(Failed, match="the target is not empty"):
+        verify(source, "latest", destination="gs://backups/p")  # the source holds data
+    assert not (source["backups"] / ".restore").exists()
+
+
 def test_a_failed_backup_fails_the_unit_and_leaves_nothing(site, monkeypatch, capsys):
     server = site["source"]
     monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", "postgresql://mlflow:s3cret@db.invalid/mlflow")
