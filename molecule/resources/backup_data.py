@@ -36,14 +36,17 @@ def traces_experiment(client: MlflowClient) -> str:
 def seed(client: MlflowClient) -> dict:
     result = upgrade_data.seed(client)
     mlflow.set_experiment(experiment_id=traces_experiment(client))
+    trace_ids = []
     for i in range(3):
         with mlflow.start_span(name=f"drill-{i}", span_type="CHAIN") as span:
             span.set_inputs({"question": f"question {i}"})
             with mlflow.start_span(name="retrieve", span_type="RETRIEVER") as inner:
                 inner.set_attribute("documents", i + 1)
             span.set_outputs({"answer": f"answer {i}"})
-        client.set_trace_tag(span.trace_id, "drill", str(i))
-    mlflow.flush_trace_async_logging()
+        trace_ids.append(span.trace_id)
+    mlflow.flush_trace_async_logging()  # the traces exist on the server before they are tagged
+    for i, trace_id in enumerate(trace_ids):
+        client.set_trace_tag(trace_id, "drill", str(i))
     first = mlflow.genai.register_prompt(name=PROMPT, template=TEMPLATES[0], commit_message="first")
     mlflow.genai.register_prompt(name=PROMPT, template=TEMPLATES[1], commit_message="politer")
     mlflow.genai.set_prompt_alias(PROMPT, alias="production", version=first.version)
