@@ -361,7 +361,7 @@ def run(module) -> dict:
 def main():
     module = AnsibleModule(
         argument_spec={
-            "state": {"type": "str", "required": True, "choices": ["backup", "restore", "pruned"]},
+            "state": {"type": "str", "required": True, "choices": ["backup", "verified", "restore", "pruned"]},
             "env_file": {"type": "path"},
             "uri_variable": {"type": "str", "default": "MLFLOW_BACKEND_STORE_URI"},
             "auth_config": {"type": "path"},

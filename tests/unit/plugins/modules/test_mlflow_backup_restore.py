@@ -273,3 +273,21 @@ def test_the_unit_runs_the_installed_copy(site, tmp_path):
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert [entry["database"] for entry in summary["databases"]] == ["tracking"]
     assert Path(summary["location"], "manifest.json").exists()
+
+
+def test_verified_through_ansible_module(site, tmp_path):
+    """state=verified through AnsibleModule (its argument spec) as the restore action runs it."""
+    manifest = backup_of(site["source"])
+    target = site["target"]
+    args = {"state": "verified", "env_file": target["env_file"], "auth_config": target["auth_config"],
+            "dest": str(target["backups"]), "source": str(manifest.parent), "staging": str(tmp_path / "staging"),
+            "artifacts_dir": str(target["artifacts"]), "canary_experiment": "mlflow-ansible-canary",
+            "deploy_users": ["admin"]}
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "collections"))
+    proc = subprocess.run([sys.executable, str(REPO / "plugins/modules/mlflow_backup.py"), str(path)],
+                          capture_output=True, text=True, check=False, env=env)
+    result = json.loads(proc.stdout)
+    assert result.get("failed") is not True, result
+    assert (result["changed"], result["manifest"], result["replaced"]) == (False, str(manifest), [])
