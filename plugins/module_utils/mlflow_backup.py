@@ -523,6 +523,15 @@ class Bucket:
         return {"removed": complete[keep:], "kept": complete[:keep]}
 
 
+# The variables of the server's environment file a bucket client reads (endpoints, credentials).
+BUCKET_ENV_PREFIXES = ("STORAGE_EMULATOR_HOST", "GOOGLE_", "MLFLOW_S3_", "AWS_")
+
+
+def bucket_environment(env_file: str) -> dict[str, str]:
+    """The bucket clients' variables of the server's environment file, for a process without them (a task)."""
+    return {key: value for key, value in read_env_file(env_file).items() if key.startswith(BUCKET_ENV_PREFIXES)}
+
+
 def is_bucket(location: str | None) -> bool:
     return bool(location) and BUCKET.match(location) is not None
 

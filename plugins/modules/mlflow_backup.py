@@ -273,6 +273,7 @@ import traceback  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_backup import (  # noqa: E402
     backup,
+    bucket_environment,
     check_restore,
     complete_backups,
     database_uris,
@@ -300,6 +301,8 @@ def _listing(labels: list[str]) -> str:
 def verified(module, uris: dict[str, str]) -> dict:
     """Find, fetch and check the backup for a restore; changed when a bucket's was downloaded."""
     params = module.params
+    # The bucket's endpoint and credentials are the server's (as the backup unit has them).
+    os.environ.update(bucket_environment(params["env_file"]))
     where, label = resolve_source(params["source"], params["dest"], params["destination"] or None)
     remote = is_bucket(where)
     staging = tempfile.mkdtemp(prefix="mlflow-restore-check-") if module.check_mode else params["staging"]
