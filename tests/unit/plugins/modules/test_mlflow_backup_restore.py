@@ -291,3 +291,13 @@ def test_verified_through_ansible_module(site, tmp_path):
     result = json.loads(proc.stdout)
     assert result.get("failed") is not True, result
     assert (result["changed"], result["manifest"], result["replaced"]) == (False, str(manifest), [])
+
+
+def test_a_task_gets_the_bucket_settings_of_the_server_environment(tmp_path):
+    env_file = tmp_path / "mlflow.env"
+    env_file.write_text('MLFLOW_BACKEND_STORE_URI="postgresql://u:p@db/m"\nSTORAGE_EMULATOR_HOST="http://gcs:9023"\n'
+                        'MLFLOW_S3_ENDPOINT_URL="http://s3:9000"\nAWS_SECRET_ACCESS_KEY="k"\n'
+                        'MLFLOW_FLASK_SERVER_SECRET_KEY="s"\nGOOGLE_APPLICATION_CREDENTIALS="/etc/mlflow/gcs.json"\n')
+    assert utils.bucket_environment(str(env_file)) == {
+        "STORAGE_EMULATOR_HOST": "http://gcs:9023", "MLFLOW_S3_ENDPOINT_URL": "http://s3:9000",
+        "AWS_SECRET_ACCESS_KEY": "k", "GOOGLE_APPLICATION_CREDENTIALS": "/etc/mlflow/gcs.json"}
