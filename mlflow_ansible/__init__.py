@@ -45,12 +45,25 @@ from mlflow_ansible.errors import (
 from mlflow_ansible.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from mlflow_ansible.api import ACTIONS, Action, RunOptions, deploy, rotate_kek, run_action, status, upgrade, verify
+    from mlflow_ansible.api import (
+        ACTIONS,
+        Action,
+        RunOptions,
+        backup,
+        deploy,
+        restore,
+        rotate_kek,
+        run_action,
+        status,
+        upgrade,
+        verify,
+    )
     from mlflow_ansible.result import HostStats, RunResult, TaskFailure
 
 _LAZY = {
     **dict.fromkeys(
-        ("ACTIONS", "Action", "RunOptions", "deploy", "rotate_kek", "run_action", "status", "upgrade", "verify"),
+        ("ACTIONS", "Action", "RunOptions", "backup", "deploy", "restore", "rotate_kek", "run_action", "status",
+         "upgrade", "verify"),
         "mlflow_ansible.api",
     ),
     **dict.fromkeys(("HostStats", "RunResult", "TaskFailure"), "mlflow_ansible.result"),
@@ -86,8 +99,10 @@ __all__ = [
     "SandboxError",
     "TaskFailure",
     "ValidationError",
+    "backup",
     "deploy",
     "rotate_kek",
+    "restore",
     "run_action",
     "status",
     "upgrade",

@@ -46,6 +46,7 @@ class ActionOption:
     metavar: str
     help: str
     pattern: str  # the value must match (checked before launch, the error names the flag)
+    switch: bool = False  # a flag without a value (true when given), never required
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,35 @@ ACTIONS: dict[str, Action] = {
                     "X.Y.Z",
                     "the MLflow release to upgrade to",
                     r"^\d+\.\d+\.\d+$",
+                ),
+            ),
+        ),
+        Action(
+            "backup",
+            "back up the tracking and auth databases and the local artifacts now (the backup unit, as its timer "
+            "would): to tracking_server_backup_destination, with a manifest of sha256 sums, the oldest pruned",
+            False,
+        ),
+        Action(
+            "restore",
+            "restore a backup (same or fresh VM): every check first (checksums, MLflow version, an empty target), "
+            "then stop, restore the databases and artifacts, schema guard, start, canary",
+            False,
+            options=(
+                ActionOption(
+                    "--from",
+                    "mlflow_ansible_restore_from",
+                    "BACKUP",
+                    "the backup: a label of the backup destination, latest, a gs:// or s3:// URL, or a path on the VM",
+                    r"^\S+$",
+                ),
+                ActionOption(
+                    "--force",
+                    "mlflow_ansible_restore_force",
+                    "",
+                    "replace what the target's databases hold (refused otherwise)",
+                    "",
+                    switch=True,
                 ),
             ),
         ),
@@ -150,6 +180,8 @@ class _Launcher:
     def _check_action_options(self, extra: ExtraVars) -> None:
         """Each of the action's own options is given and well formed, before anything runs."""
         for option in self.action_options:
+            if option.switch:
+                continue
             value = extra.values.get(option.variable, extra.passthrough_values.get(option.variable))
             if value is None or value == "":
                 raise ValidationError(
@@ -331,3 +363,27 @@ def upgrade(inventory: Inventory, to: str, **options: Unpack[RunOptions]) -> Run
         extra = list(given)
     extra.append(json.dumps({"mlflow_ansible_upgrade_to": to}))
     return run_action("upgrade", inventory, extra_vars=extra, **options)
+
+
+def backup(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
+    """Back up now (the backup unit); ``result.backups`` holds each host's label and location."""
+    return run_action("backup", inventory, **options)
+
+
+def restore(inventory: Inventory, source: str, force: bool = False, **options: Unpack[RunOptions]) -> RunResult:
+    """Restore the backup ``source`` (a label, ``latest``, a gs:// or s3:// URL, a path on the VM); ``force``
+    replaces what the target's databases hold."""
+    given = options.pop("extra_vars", None)
+    if given is None:
+        extra: list[str] = []
+    elif isinstance(given, Mapping):
+        extra = [json.dumps(dict(given))]
+    elif isinstance(given, str):
+        extra = [given]
+    else:
+        extra = list(given)
+    chosen: dict[str, Any] = {"mlflow_ansible_restore_from": source}
+    if force:
+        chosen["mlflow_ansible_restore_force"] = True
+    extra.append(json.dumps(chosen))
+    return run_action("restore", inventory, extra_vars=extra, **options)

@@ -67,7 +67,12 @@ def _add_action_parser(subparsers: Any, action: Action) -> None:
     name, help_text = action.name, action.help
     parser = subparsers.add_parser(name, help=help_text, description=f"{help_text[0].upper()}{help_text[1:]}.")
     for option in action.options:
-        parser.add_argument(option.flag, dest=option.variable, required=True, metavar=option.metavar, help=option.help)
+        if option.switch:
+            parser.add_argument(option.flag, dest=option.variable, action="store_true", help=option.help)
+        else:
+            parser.add_argument(
+                option.flag, dest=option.variable, required=True, metavar=option.metavar, help=option.help
+            )
     parser.add_argument(
         "-i",
         "--inventory",
@@ -189,7 +194,12 @@ def _run_action_command(args: argparse.Namespace) -> int:
     key = _counts_key(args.action, args)
     view, state = output.view(f"{PROG} {args.action}", key)
     with view:
-        options = {option.variable: getattr(args, option.variable) for option in ACTIONS[args.action].options}
+        # A switch not given is left out: -e may set its variable.
+        options = {
+            option.variable: getattr(args, option.variable)
+            for option in ACTIONS[args.action].options
+            if not option.switch or getattr(args, option.variable)
+        }
         result = run_action(
             args.action,
             args.inventory,

@@ -59,6 +59,8 @@ class RunResult:
     elapsed: float = 0.0
     status: dict[str, dict[str, Any]] | None = None  # mlflow_status, per host (status)
     canary: dict[str, dict[str, Any]] | None = None  # mlflow_canary, per host (deploy, verify)
+    backups: dict[str, dict[str, Any]] | None = None  # mlflow_backup, per host (backup): label, location, manifest
+    restores: dict[str, dict[str, Any]] | None = None  # mlflow_restore, per host (restore): source, label
     check: bool = False
     interrupted: bool = False
     error: str = ""  # an error not tied to a task (a playbook syntax error, an inventory without hosts...)
@@ -249,6 +251,8 @@ class ResultBuilder:
             elapsed=elapsed,
             status=artifact.get("mlflow_status"),
             canary=artifact.get("mlflow_canary"),
+            backups=artifact.get("mlflow_backup"),
+            restores=artifact.get("mlflow_restore"),
             check=check,
             interrupted=interrupted,
             error=error,

@@ -86,12 +86,26 @@ def canary_lines(canary: dict[str, dict[str, Any]]) -> list[Text]:
     return lines
 
 
+def backup_lines(result: RunResult) -> list[Text]:
+    """Where each host's backup went (backup) and what each host restored (restore)."""
+    lines = []
+    for host, report in sorted((result.backups or {}).items()):
+        removed = f", {len(report['removed'])} older removed" if report.get("removed") else ""
+        lines.append(Text(f"backup {host}: {report.get('location', '?')}{removed}", style="green"))
+    for host, report in sorted((result.restores or {}).items()):
+        restored = f"{report.get('label', '?')} from {report.get('source', '?')}"
+        lines.append(Text(f"restore {host}: {restored}", style="green"))
+    return lines
+
+
 def print_result(console: Console, result: RunResult) -> None:
     if result.hosts:
         console.print(hosts_table(result))
     if result.status:
         console.print(status_table(result.status))
     for line in canary_lines(result.canary or {}):
+        console.print(line)
+    for line in backup_lines(result):
         console.print(line)
     for failure in result.failures:
         console.print(Text(failure.summary(), style="bold red"))

@@ -15,8 +15,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "tracking_server" / "files"
-# The start guard is the mlflow_schema module's own code, installed from module_utils.
-SOURCES = {p.name: p for p in FILES.glob("*.py")} | {"mlflow_schema.py": REPO / "plugins/module_utils/mlflow_schema.py"}
+# The start guard and the backup unit are the mlflow_schema and mlflow_backup modules' own code, from module_utils.
+SOURCES = {p.name: p for p in FILES.glob("*.py")} | {
+    name: REPO / "plugins/module_utils" / name for name in ("mlflow_schema.py", "mlflow_backup.py")
+}
 HELPERS = sorted(SOURCES)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role installs the helpers owned by root")
@@ -62,10 +64,10 @@ def install(tmp_path):
 
 def test_helpers_installed_then_left_alone_then_repaired(install):
     libexec, run = install
-    # Only what must run without Ansible: the start guard, the auth function, the trace archival pass.
+    # Only what must run without Ansible: the start guard, the auth function, the trace archival pass, the backup.
     assert len(HELPERS) >= 3
     # Scripts an earlier release installed and modules replaced are removed (and nothing else).
-    retired = ["mlflow_canary.py", "mlflow_auth_users.py", "mlflow_backup.py", "mlflow_s3_bucket.py"]
+    retired = ["mlflow_canary.py", "mlflow_auth_users.py", "mlflow_s3_bucket.py"]
     for name in retired:
         (libexec / name).write_text("# an earlier release's helper\n")
     (libexec / "operator-script.py").write_text("# not the role's\n")

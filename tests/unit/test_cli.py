@@ -247,6 +247,45 @@ def test_upgrade_needs_to_and_passes_it_as_the_site_variable(monkeypatch, capsys
     assert seen["extra_vars"] == ["mlflow_ansible_serial=2", '{"mlflow_ansible_upgrade_to": "3.17.2"}']
 
 
+def test_restore_needs_from_and_force_is_a_switch(monkeypatch, capsys):
+    assert cli.main(["restore", "-i", "h.yml"]) == ExitCode.BAD_OPTIONS  # --from is required
+    assert "--from" in capsys.readouterr().err
+    seen = []
+
+    def fake_run_action(action, inventory, **options):
+        seen.append((action, options["extra_vars"]))
+        builder = ResultBuilder(action)
+        builder.handle({"event": "playbook_on_stats", "event_data": {"ok": {"vm": 1}, "processed": {"vm": 1}}})
+        return builder.build(rc=0, elapsed=1.0)
+
+    monkeypatch.setattr(cli, "run_action", fake_run_action)
+    assert cli.main(["restore", "-i", "h.yml", "--from", "latest", "--quiet"]) == 0
+    assert cli.main(["restore", "-i", "h.yml", "--from", "gs://b/p/x", "--force", "--quiet"]) == 0
+    # Without --force the variable is left to -e (a later -e would otherwise be overridden by false).
+    forced_by_e = ["-e", "mlflow_ansible_restore_force=true"]
+    assert cli.main(["restore", "-i", "h.yml", "--from", "x", *forced_by_e, "--quiet"]) == 0
+    assert seen == [
+        ("restore", ['{"mlflow_ansible_restore_from": "latest"}']),
+        ("restore", ['{"mlflow_ansible_restore_from": "gs://b/p/x", "mlflow_ansible_restore_force": true}']),
+        ("restore", ["mlflow_ansible_restore_force=true", '{"mlflow_ansible_restore_from": "x"}']),
+    ]
+
+
+def test_restore_source_is_checked_before_launch(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    mlflow_servers:\n      hosts:\n        vm1:\n")
+    from mlflow_ansible import api
+
+    with pytest.raises(api.ValidationError, match="restore needs --from BACKUP"):
+        api.prepare("restore", str(inventory))
+    with pytest.raises(api.ValidationError, match="--from .*'a b' is not BACKUP"):
+        api.prepare("restore", str(inventory), extra_vars=[json.dumps({"mlflow_ansible_restore_from": "a b"})])
+    job = api.prepare("restore", str(inventory), extra_vars=["mlflow_ansible_restore_from=latest"])
+    assert job.extra_vars["mlflow_ansible_action"] == "restore"
+    assert job.extra_vars["mlflow_ansible_restore_from"] == "latest"
+    assert api.prepare("backup", str(inventory)).extra_vars["mlflow_ansible_action"] == "backup"
+
+
 def test_upgrade_target_is_checked_before_launch(tmp_path, capsys):
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all:\n  children:\n    mlflow_servers:\n      hosts:\n        vm1:\n")

@@ -32,7 +32,7 @@ def test_deploy_schema_is_every_role_but_the_testbed(role_specs, schema, bed_sch
     assert "mlflow_ansible_hosts" in schema
     # The site variables come from roles/mlflow_ansible/meta/argument_specs.yml, the spec site.yml's first play checks.
     site = {"mlflow_ansible_action", "mlflow_ansible_hosts", "mlflow_ansible_purge", "mlflow_ansible_upgrade_to",
-            "mlflow_ansible_serial"}
+            "mlflow_ansible_serial", "mlflow_ansible_restore_from", "mlflow_ansible_restore_force"}
     from_spec = {name for name in schema.names if schema[name].role == "mlflow_ansible"}
     assert from_spec == site == set(role_specs["mlflow_ansible"])
     assert (schema["mlflow_ansible_serial"].type, schema["mlflow_ansible_purge"].type) == ("int", "bool")

@@ -28,7 +28,9 @@ class FakeModule:
         self.check_mode = check_mode
         self._diff = diff
         self.params = {"env_file": None, "uri_variable": "MLFLOW_BACKEND_STORE_URI", "auth_config": None,
-                       "dest": None, "label": None, "manifest": None, "keep": None, **params}
+                       "dest": None, "label": None, "manifest": None, "keep": None, "artifacts_dir": None,
+                       "source": None, "destination": "", "staging": None, "force": False,
+                       "canary_experiment": "", "deploy_users": [], **params}
 
     def fail_json(self, msg, **kwargs):
         raise Failed(msg)
@@ -195,7 +197,7 @@ def test_a_uri_in_an_error_is_masked(server, monkeypatch):
     uri = "postgresql://mlflow:s3cret@db.example:5432/mlflow"
     Path(server["env_file"]).write_text(f'MLFLOW_BACKEND_STORE_URI="{uri}"\n')
 
-    def unreachable(uris, dest, label, check=False):
+    def unreachable(uris, dest, label, check=False, artifacts_dir=None):
         raise ConnectionError(f"could not connect to {uris['tracking']}")
 
     monkeypatch.setattr(backup_module, "backup", unreachable)
