@@ -350,8 +350,9 @@ def rotate_kek(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult
     return run_action("rotate-kek", inventory, **options)
 
 
-def upgrade(inventory: Inventory, to: str, **options: Unpack[RunOptions]) -> RunResult:
-    """Upgrade MLflow to ``to`` (X.Y.Z) host by host, with a backup first and a rollback on failure."""
+def _plus_site_vars(options: RunOptions, values: Mapping[str, Any]) -> list[str]:
+    """The caller's ``extra_vars`` (taken out of ``options``: None, a mapping, a string or a list) as a list,
+    with a subcommand's own site variables last."""
     given = options.pop("extra_vars", None)
     if given is None:
         extra: list[str] = []
@@ -361,8 +362,13 @@ def upgrade(inventory: Inventory, to: str, **options: Unpack[RunOptions]) -> Run
         extra = [given]
     else:
         extra = list(given)
-    extra.append(json.dumps({"mlflow_ansible_upgrade_to": to}))
-    return run_action("upgrade", inventory, extra_vars=extra, **options)
+    return [*extra, json.dumps(dict(values))]
+
+
+def upgrade(inventory: Inventory, to: str, **options: Unpack[RunOptions]) -> RunResult:
+    """Upgrade MLflow to ``to`` (X.Y.Z) host by host, with a backup first and a rollback on failure."""
+    return run_action("upgrade", inventory, extra_vars=_plus_site_vars(options, {"mlflow_ansible_upgrade_to": to}),
+                      **options)
 
 
 def backup(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
@@ -373,17 +379,7 @@ def backup(inventory: Inventory, **options: Unpack[RunOptions]) -> RunResult:
 def restore(inventory: Inventory, source: str, force: bool = False, **options: Unpack[RunOptions]) -> RunResult:
     """Restore the backup ``source`` (a label, ``latest``, a gs:// or s3:// URL, a path on the VM); ``force``
     replaces what the target's databases hold."""
-    given = options.pop("extra_vars", None)
-    if given is None:
-        extra: list[str] = []
-    elif isinstance(given, Mapping):
-        extra = [json.dumps(dict(given))]
-    elif isinstance(given, str):
-        extra = [given]
-    else:
-        extra = list(given)
     chosen: dict[str, Any] = {"mlflow_ansible_restore_from": source}
     if force:
         chosen["mlflow_ansible_restore_force"] = True
-    extra.append(json.dumps(chosen))
-    return run_action("restore", inventory, extra_vars=extra, **options)
+    return run_action("restore", inventory, extra_vars=_plus_site_vars(options, chosen), **options)
