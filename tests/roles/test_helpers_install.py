@@ -28,6 +28,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role installs the
 def install(tmp_path):
     base = tmp_path / "opt"
     (base / "libexec").mkdir(parents=True)
+    # uvicorn's logging configuration is in place already: its copy notifies a restart of the server,
+    # which has no systemd to run under here (the helpers below don't: they are read at the next start).
+    log_config = "mlflow_ansible_uvicorn_logging.json"
+    (base / "libexec" / log_config).write_bytes((FILES / log_config).read_bytes())
+    (base / "libexec" / log_config).chmod(0o644)
     playbook = tmp_path / "install.yml"
     playbook.write_text(
         "- name: Install the tracking_server helpers\n"
