@@ -381,6 +381,14 @@ def test_metadata_server_needs_the_flavor_header_and_always_sends_it(standin):
     assert get("/computeMetadata/v1/instance/service-accounts/")[0] == f"default/\n{VM_ACCOUNT}/\n"
     assert get("/computeMetadata/v1/instance/service-accounts/default/scopes")[0] == SCOPE + "cloud-platform\n"
     assert get("/computeMetadata/v1/instance/name")[0] == "mlflow-vm"
+    standin.control("/_standin/settings", {"attributes": {"role": "tracking", "startup-script": "#!/bin/sh"}})
+    assert get("/computeMetadata/v1/instance/attributes/role") == ("tracking", "application/text")
+    assert get("/computeMetadata/v1/instance/attributes/")[0] == "role\nstartup-script\n"
+    attributes = get("/computeMetadata/v1/instance/attributes/?recursive=true")
+    assert attributes == (json.dumps({"role": "tracking", "startup-script": "#!/bin/sh"}), "application/json")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get("/computeMetadata/v1/instance/attributes/nothing")
+    assert missing.value.code == 404 and missing.value.headers["Metadata-Flavor"] == "Google"
     assert get("/computeMetadata/v1/project/numeric-project-id?alt=json") == ("123456789012", "application/json")
     project = json.loads(get("/computeMetadata/v1/project/?recursive=true")[0])
     assert project["projectId"] == PROJECT and project["numericProjectId"] == 123456789012
@@ -717,3 +725,41 @@ def test_control_endpoints(standin):
         == 401
     )
     assert _get("https://storage.googleapis.com/nothing", None).status_code == 401
+
+
+def test_expired_tokens_are_refused(standin):
+    standin.reset(token_expires_in=3599, token_valid_for=1)
+    token = _metadata_token(standin)
+    url = f"https://compute.googleapis.com/compute/v1/projects/{PROJECT}/aggregated/instances"
+    assert _get(url, token).status_code == 200
+    time.sleep(1.5)
+    expired = _get(url, token)
+    assert expired.status_code == 401
+    assert expired.json()["error"]["errors"][0]["reason"] == "authError"
+
+
+def test_command_line_settings_from_a_file_and_both_ports(tls, tmp_path):
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"project_id": "from-file", "service_account": None}))
+    process = subprocess.Popen(
+        [sys.executable, str(STANDIN), "--host", "127.0.0.1", "--tls-port", "0", "--http-port", "0",
+         "--cert", str(tls["cert"]), "--key", str(tls["key"]), "--settings", f"@{settings}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        listening, tls_url, http_url = process.stdout.readline().split()
+        assert listening == "LISTENING" and tls_url.startswith("https://127.0.0.1:")
+        url = http_url + "/computeMetadata/v1/project/project-id"
+        request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert response.read() == b"from-file"
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(tls["ca"]))
+        request = urllib.request.Request(tls_url + "/_standin/requests")  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310 - loopback
+            assert json.load(response)[0]["path"] == "/computeMetadata/v1/project/project-id"
+    finally:
+        process.terminate()
+        process.wait(10)
