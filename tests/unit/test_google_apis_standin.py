@@ -23,6 +23,7 @@ import sys
 import textwrap
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -612,6 +613,60 @@ def test_compute_aggregated_instances_with_the_inventory_plugins_filters(standin
 
 
 _GOOGLE_CLOUD = importlib.util.find_spec("ansible_collections.google.cloud")
+
+
+def test_gcp_compute_inventory_plugin_lists_the_filtered_instances(standin, tmp_path):
+    """ansible-inventory with the google.cloud.gcp_compute plugin, unmodified, as a deployment's inventory."""
+    if not _GOOGLE_CLOUD:
+        pytest.skip("the google.cloud collection is not installed")
+    (tmp_path / "sitecustomize.py").write_text(RESOLVER)
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps(standin.keys["info"]))
+    (tmp_path / "mlflow.gcp_compute.yml").write_text(
+        textwrap.dedent(f"""\
+            plugin: google.cloud.gcp_compute
+            projects: [{PROJECT}]
+            auth_kind: serviceaccount
+            service_account_file: {key_file}
+            filters:
+              - labels.mlflow = tracking
+              - status = RUNNING
+            hostnames: [name]
+            keyed_groups:
+              - key: labels.mlflow
+                prefix: mlflow
+            compose:
+              ansible_host: networkInterfaces[0].networkIP
+            """)
+    )
+    env = {
+        **os.environ,
+        **standin.env(),
+        "PYTHONPATH": str(tmp_path),
+        "REQUESTS_CA_BUNDLE": str(standin.ca),
+        "ANSIBLE_INVENTORY_ENABLED": "google.cloud.gcp_compute",
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(tmp_path / "mlflow.gcp_compute.yml"),
+         "--list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    inventory = json.loads(result.stdout, object_hook=lambda d: d.get("__ansible_unsafe", d))  # unwrap the unsafe
+    assert sorted(inventory["mlflow_tracking"]["hosts"]) == ["mlflow-1", "mlflow-3"], inventory
+    hostvars = inventory["_meta"]["hostvars"]
+    assert hostvars["mlflow-1"]["ansible_host"] == "10.132.0.2"
+    assert hostvars["mlflow-1"]["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == "34.76.1.2"
+    listed = [r for r in standin.requests() if r["path"].endswith("/aggregated/instances")]
+    assert listed and listed[0]["query"] == urllib.parse.urlencode(
+        {"filter": "(labels.mlflow = tracking) (status = RUNNING)"}
+    )
+    assert all((r["principal"], r["status"]) == (DEPLOYER, 200) for r in listed)
+
+
 FIREWALL_MODULE = (
     Path(next(iter(_GOOGLE_CLOUD.submodule_search_locations))) / "plugins/modules/gcp_compute_firewall.py"
     if _GOOGLE_CLOUD
