@@ -79,7 +79,7 @@ instance_zone, instance_hostname (default NAME.ZONE.c.PROJECT.internal), machine
 instance_tags ([]), attributes (the instance's, {}), service_account (email or null), scopes
 (the VM's, list of URLs), token_expires_in, token_valid_for, service_account_keys ([{client_email,
 private_key_id, n, e}], n and e integers), instances ([{project, zone, name, status, labels,
-networkIP, natIP, tags, machine_type, service_account, scopes}]), zones (more zones listed in
+networkIP, natIP, network, tags, machine_type, service_account, scopes}]), zones (more zones listed in
 aggregated lists), compute_operation_polls, sqladmin ({...}: gcp_sqladmin_standin's settings).
 
     python3 google_apis_standin.py [--host 0.0.0.0] [--tls-port 443] [--http-port 80] --cert F --key F
