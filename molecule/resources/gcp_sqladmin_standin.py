@@ -38,6 +38,9 @@ accepts a token; default: token_expires_in), service_account (email).
     python3 gcp_sqladmin_standin.py [--host 127.0.0.1] [--port 0] [--settings JSON]
 
 prints "LISTENING http://HOST:PORT" once it accepts connections. Python 3 standard library only.
+
+google_apis_standin.py (beside this file) serves the same Cloud SQL Admin routes for the Host
+sqladmin.googleapis.com with this module's Handler, its tokens shared with its other Google APIs.
 """
 
 from __future__ import annotations
@@ -87,7 +90,14 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
-def google_error(code: int, message: str, reason: str, status: str, info_reason: str | None = None) -> dict:
+def google_error(
+    code: int,
+    message: str,
+    reason: str,
+    status: str,
+    info_reason: str | None = None,
+    service: str = "sqladmin.googleapis.com",
+) -> dict:
     error = {
         "code": code,
         "message": message,
@@ -100,7 +110,7 @@ def google_error(code: int, message: str, reason: str, status: str, info_reason:
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                 "reason": info_reason,
                 "domain": "googleapis.com",
-                "metadata": {"service": "sqladmin.googleapis.com"},
+                "metadata": {"service": service},
             }
         ]
     return {"error": error}
@@ -213,15 +223,21 @@ class Handler(BaseHTTPRequestHandler):
             return False
         return True
 
+    def _sqladmin_state(self) -> State:
+        """The State the Cloud SQL Admin routes use: google_apis_standin.py's handler keeps one inside its own."""
+        return self.state
+
     def _deny(self) -> None:
-        code, message, reason, info = DENIALS[self.state.settings["deny"] or "permission"]
+        code, message, reason, info = DENIALS[self._sqladmin_state().settings["deny"] or "permission"]
         self._send(code, google_error(code, message, reason, "PERMISSION_DENIED", info))
 
     def _sqladmin(self, method: str, body) -> None:
-        settings = self.state.settings
+        state = self._sqladmin_state()
+        settings = state.settings
         if not self._authorized():
             return None
-        insert = INSERT_RE.match(self.path)
+        path = self.path.split("?", 1)[0]  # Google's client libraries add ?alt=json or ?prettyPrint=false
+        insert = INSERT_RE.match(path)
         if method == "POST" and insert:
             if settings["deny"]:
                 return self._deny()
@@ -247,13 +263,13 @@ class Handler(BaseHTTPRequestHandler):
                 "_polls": 0,
                 "_description": (body or {}).get("description"),
             }
-            self.state.operations[name] = operation
+            state.operations[name] = operation
             return self._send(200, _public(operation))
-        poll = OPERATION_RE.match(self.path)
+        poll = OPERATION_RE.match(path)
         if method == "GET" and poll:
             if settings["deny_poll"]:
                 return self._deny()
-            operation = self.state.operations.get(poll["operation"])
+            operation = state.operations.get(poll["operation"])
             if operation is None or operation["targetProject"] != poll["project"]:
                 return self._send(
                     404,
@@ -272,7 +288,7 @@ class Handler(BaseHTTPRequestHandler):
                             "errors": [{"kind": "sql#operationError", **settings["operation_error"]}],
                         }
             return self._send(200, _public(operation))
-        return self._send(404, google_error(404, f"No route for {method} {self.path}.", "notFound", "NOT_FOUND"))
+        return self._send(404, google_error(404, f"No route for {method} {path}.", "notFound", "NOT_FOUND"))
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         self._handle("GET")
