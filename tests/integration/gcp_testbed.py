@@ -270,8 +270,10 @@ class GcpTestbed:
                 assert answer and answer[0] == self.standin_ip, f"{name} resolves to {answer} in {container}"
         subnet = ipaddress.ip_network(self.internal_subnet)
         assert ipaddress.ip_address(self.standin_ip) in subnet
-        route = docker("exec", self.controller, "cat", "/proc/net/route")
-        assert not any(line.split()[1] == "00000000" for line in route.splitlines()[1:]), route
+        # No route out: Docker drops what an internal network sends elsewhere, and names outside do not resolve.
+        assert docker("network", "inspect", self.internal, "--format", "{{.Internal}}") == "true"
+        outside = docker("exec", self.controller, "getent", "hosts", "pypi.org", check=False)
+        assert not outside, f"the controller resolves pypi.org: {outside}"
 
     # The stand-in --------------------------------------------------------------------------------------
 
