@@ -75,6 +75,9 @@ def test_inventory_lists_the_labelled_running_vms(gcp):
     assert set(hostvars) == {"mlflow-1"}, "the stopped and the unlabelled VMs must not be listed"
     assert hostvars["mlflow-1"]["ansible_host"] == gcp.vm_ip
     assert hostvars["mlflow-1"]["labels"] == {"mlflow": "tracking", "env": "prod"}
+    # What the README's IAP ProxyCommand reads: the VM's name, its zone's short name and its project.
+    assert (hostvars["mlflow-1"]["name"], hostvars["mlflow-1"]["zone"]) == ("mlflow-1", "europe-west1-b")
+    assert hostvars["mlflow-1"]["project"] == PROJECT
     for group in ("label_mlflow_tracking", "label_env_prod", "zone_europe_west1_b"):
         assert inventory[group]["hosts"] == ["mlflow-1"], group
     # The same through --graph --vars, as a user reads it.
