@@ -48,7 +48,7 @@ def seed(client: MlflowClient) -> dict:
                 client.log_metric(run_id, "accuracy", step / 25.0, timestamp=1_700_000_000_000 + step, step=step)
             client.set_tag(run_id, "stage", "seeded")
             with tempfile.TemporaryDirectory() as scratch:
-                for name, size in (("small.txt", 1000), ("data/blob.bin", 3 * 1024 * 1024 + r)):
+                for name, size in (("small.txt", 1000), ("data/blob.bin", 1024 * 1024 + 1000 + r)):
                     path = os.path.join(scratch, name)
                     os.makedirs(os.path.dirname(path), exist_ok=True)
                     with open(path, "wb") as handle:

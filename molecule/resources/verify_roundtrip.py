@@ -151,6 +151,7 @@ def check(client: MlflowClient, state: dict) -> dict:
         "ok": not problems,
         "problems": problems,
         "run_id": state["run_id"],
+        "artifact_uri": run.info.artifact_uri,
         "artifact_bytes": ARTIFACT_BYTES,
         "metric_points": len(history),
     }

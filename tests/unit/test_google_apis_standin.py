@@ -11,10 +11,8 @@ end-to-end tests use /etc/hosts instead."""
 
 from __future__ import annotations
 
-import datetime
 import importlib.util
 import io
-import ipaddress
 import json
 import os
 import socket
@@ -28,6 +26,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.tls_material import write_ca_and_server_certificate
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "molecule" / "resources" / "google_apis_standin.py"
@@ -115,48 +115,9 @@ def _service_account_info(key, email: str, kid: str) -> dict:
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory) -> dict[str, Path]:
     """A CA, and a certificate from it for every stand-in name and 127.0.0.1."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import NameOID
-
-    work = tmp_path_factory.mktemp("tls")
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = _rsa_key(), _rsa_key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "google-apis-standin test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    return write_ca_and_server_certificate(
+        tmp_path_factory.mktemp("tls"), NAMES, ("127.0.0.1", "169.254.169.254"), "google-apis-standin test CA"
     )
-    sans = [x509.DNSName(n) for n in NAMES] + [
-        x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "169.254.169.254")
-    ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "googleapis.com")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = {"ca": work / "ca.pem", "cert": work / "cert.pem", "key": work / "key.pem"}
-    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files["key"].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return files
 
 
 @pytest.fixture(scope="module")
