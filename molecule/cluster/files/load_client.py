@@ -28,8 +28,8 @@ TIMEOUT = 30
 # Stop anyway after this long, so a hung roll cannot keep the client running forever.
 MAX_SECONDS = 900
 # Between two requests. Without a pause the client and the servers behind it kept one of the test
-# machine's two cores busy for the whole roll (10,751 requests in 325 s, the roll slowed by it). With
-# it, about 12 requests a second: any window in which the balancer sends a request to a VM that is
+# machine's two cores busy for the whole roll (10,751 requests in 325 s). With it, about 10 requests
+# a second (3,175 in a 308 s roll): any window in which the balancer sends a request to a VM that is
 # not serving (a drain that does not drain, an undrain before the health gate) lasts seconds and is
 # hit many times over.
 PAUSE = 0.05
