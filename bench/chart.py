@@ -134,6 +134,13 @@ FIGURES = [
         True,
         lambda r: (_number(_dig(r, "ui", "ours", "total_bytes")), _number(_dig(r, "ui", "plain", "total_bytes"))),
     ),
+    Figure(
+        "restart",
+        "Restart to first answer",
+        "s",
+        True,
+        lambda r: (_number(_dig(r, "restart", "ours", "seconds")), _number(_dig(r, "restart", "plain", "seconds"))),
+    ),
 ]
 
 # The trend: (series id, legend, value of a run's results or None)

@@ -15,6 +15,8 @@ each server has its own database and bucket prefix. Figures:
   load       requests/s and p50/p99 of log-metric, log-batch (100 metrics), create-run, search-runs
   artifacts  a large artifact up and down through each server vs direct to the GCS stand-in; memory growth
   ui         bytes of the UI's first load (index.html + the JS/CSS it references, gzip accepted)
+  restart    a restart to the first answer to an API call (seconds), and the CPU-seconds the VM spent
+             until then and until its processes settled (ours: systemctl restart; plain: its unit again)
   levers     role variables that move the writes (auth cache TTL, workers, gunicorn), measured with the load
 
 ``deploy`` always runs (every other figure needs both servers). The testbed is removed at the end,
@@ -44,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,8 +64,8 @@ VENV_BIN = Path(sys.executable).parent
 IMAGE = "mlflow-ansible/debian:12"
 BUCKET = "mlflow-artifacts"  # the testbed role's default bucket
 CA_MOUNT = "/usr/local/share/testbed-ca.crt"  # the testbed role's default mount point
-FIGURES = ["deploy", "rest", "rerun", "load", "artifacts", "ui", "levers"]
-CI_FIGURES = ["deploy", "rest", "rerun", "load", "artifacts", "ui"]  # the headline figures, no levers
+FIGURES = ["deploy", "rest", "rerun", "load", "artifacts", "ui", "restart", "levers"]
+CI_FIGURES = ["deploy", "rest", "rerun", "load", "artifacts", "ui", "restart"]  # the headline figures, no levers
 OPERATIONS = ["log-metric", "log-batch", "create-run", "search-runs"]
 # ours (site.yml, accelerated), linear (site.yml with the accelerator off: the cold deploy's second column), plain
 VMS = ["ours", "linear", "plain"]
@@ -113,6 +116,7 @@ class Bench:
         self.ips: dict[str, str] = {}
         self.ours: Target | None = None
         self.plain: Target | None = None
+        self.plain_uri = ""
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
@@ -370,7 +374,8 @@ class Bench:
             first = self.plain_start(bare, timeout=90)
             log(f"  plain with postgresql://: {first}")
         # 300 s: as long as ours may take under load (its role waits tracking_server_health_timeout retries)
-        fixed = self.plain_start(bare.replace("postgresql://", "postgresql+psycopg2://", 1), timeout=300)
+        self.plain_uri = bare.replace("postgresql://", "postgresql+psycopg2://", 1)
+        fixed = self.plain_start(self.plain_uri, timeout=300)
         if not fixed["ok"]:
             raise BenchError(f"plain recipe with postgresql+psycopg2:// did not come up: {fixed}")
         plain_s = install_s + fixed["seconds"]
@@ -753,6 +758,35 @@ print(json.dumps(out))
         rows["ratio"] = round(rows["ours"]["total_bytes"] / rows["plain"]["total_bytes"], 3)
         self.results["ui"] = rows
 
+    # -- figure 6 ---------------------------------------------------------------------------------------
+
+    def figure_restart(self) -> None:
+        """Each server restarted, one after the other: seconds to the first answer to an API call (ours through
+        nginx, with its credentials), and the CPU-seconds its VM spent until then and until its processes
+        settled (MLflow's job runner starts after the server answers)."""
+        self.need_servers()
+
+        def ours() -> None:
+            proc = self.docker_exec(self.ours_vm, ["systemctl", "restart", "mlflow"])
+            if proc.returncode:
+                raise BenchError(f"systemctl restart mlflow: {proc.stderr.strip()}")
+
+        def plain() -> None:
+            env = {"STORAGE_EMULATOR_HOST": "http://gcs:9023"}
+            self.plain_recipe("stop")
+            proc = self.plain_recipe("start", self.plain_uri, f"gs://{BUCKET}/plain", env=env)
+            if proc.returncode:
+                raise BenchError(f"plain start: {proc.stderr.strip()}")
+
+        rows = {}
+        for target, vm, unit, restart in (
+            (self.ours, self.ours_vm, OURS_SLICE, ours),
+            (self.plain, self.plain_vm, "mlflow-plain", plain),
+        ):
+            rows[target.name] = restart_figure(target, vm, unit, restart)
+            log(f"figure 6: {target.name}: {rows[target.name]}")
+        self.results["restart"] = rows
+
     # -- levers ---------------------------------------------------------------------------------------
 
     def figure_levers(self) -> None:
@@ -907,6 +941,53 @@ def memory_at_rest(vm: str, unit: str, settle: float = 10.0, limit: float = 240.
         "anon_mib": round(anon / MIB, 1),
         "processes": count,
         "settled_after_s": round(stable_since - start, 1),
+    }
+
+
+def vm_cpu_seconds(vm: str) -> float | None:
+    """CPU-seconds a testbed VM (its container's cgroup, read on the host) has used; None where unreadable."""
+    ident = run(["docker", "inspect", "-f", "{{.Id}}", vm]).stdout.strip()
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{ident}/cpuacct.usage")
+    v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{ident}.scope/cpu.stat")
+    with contextlib.suppress(OSError, ValueError):
+        if v1.exists():
+            return int(v1.read_text()) / 1e9
+        if v2.exists():
+            stat = dict(line.split() for line in v2.read_text().splitlines())
+            return int(stat["usage_usec"]) / 1e6
+    return None
+
+
+def restart_figure(target: Target, vm: str, unit: str, restart: Callable[[], None], limit: float = 300.0):
+    """Restarts a server and times it to the first 200 from experiments/search; its VM's CPU-seconds until
+    then, and until its unit's process count held for 10 s."""
+    cpu_before = vm_cpu_seconds(vm)
+    begin = time.monotonic()
+    restart()
+    seconds = None
+    while time.monotonic() - begin < limit:
+        with contextlib.suppress(OSError, Exception):
+            client = Client(target, timeout=5)
+            status, _, _ = client.request("GET", "/api/2.0/mlflow/experiments/search?max_results=1")
+            client.close()
+            if status == 200:
+                seconds = time.monotonic() - begin
+                break
+        time.sleep(0.25)
+    if seconds is None:
+        raise BenchError(f"{target.name}: no answer to experiments/search within {limit:.0f} s of its restart")
+    cpu_answer = vm_cpu_seconds(vm)
+    settled = memory_at_rest(vm, unit)
+    cpu_settled = vm_cpu_seconds(vm)
+
+    def spent(after: float | None) -> float | None:
+        return round(after - cpu_before, 1) if after is not None and cpu_before is not None else None
+
+    return {
+        "seconds": round(seconds, 1),
+        "cpu_seconds_to_answer": spent(cpu_answer),
+        "cpu_seconds_settled": spent(cpu_settled),
+        "processes": settled.get("processes"),
     }
 
 
@@ -1069,6 +1150,18 @@ def table(results: dict[str, Any]) -> str:
                 f"{verdict(ui['ratio'] <= 0.35)} ({ui['ratio']}×)",
             )
         )
+    restart = results.get("restart")
+    if restart and "seconds" in restart.get("ours", {}) and "seconds" in restart.get("plain", {}):
+        ours, plain = restart["ours"], restart["plain"]
+        rows.append(
+            (
+                "6. Restart to the first API answer (s; VM CPU-s to it, settled)",
+                f"{ours['seconds']}; {ours['cpu_seconds_to_answer']}, {ours['cpu_seconds_settled']}",
+                f"{plain['seconds']}; {plain['cpu_seconds_to_answer']}, {plain['cpu_seconds_settled']}",
+                "(reported)",
+                "-",
+            )
+        )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -1127,6 +1220,13 @@ def unmeasured(results: dict[str, Any], figures: list[str], sizes: dict[str, Any
             f"ui: no first load from {name}"
             for name in ("ours", "plain")
             if not (ui.get(name) or {}).get("total_bytes")
+        ]
+    if "restart" in figures:
+        restart = results.get("restart") or {}
+        missing += [
+            f"restart: no restart time of {name}"
+            for name in ("ours", "plain")
+            if not number((restart.get(name) or {}).get("seconds"))
         ]
     return missing
 

@@ -211,13 +211,22 @@ def test_table_shows_the_memory_at_rest_of_both_servers():
     assert "Memory at rest" not in bench.table({"rest": {"ours": {"memory": "no samples"}, "plain": {}}})
 
 
+def test_table_shows_the_restart_of_both_servers():
+    text = bench.table({"restart": _complete_run()["restart"]})
+    assert (
+        "| 6. Restart to the first API answer (s; VM CPU-s to it, settled) | 19.6; 24.1, 33.0 | 14.2; 20.3, 41.7 |"
+        in text
+    )
+    assert "Restart" not in bench.table({"restart": {"ours": {"seconds": 3.0}, "plain": {}}})
+
+
 # -- --ci -------------------------------------------------------------------------------------------------
 
 
 def test_ci_mode_measures_the_headline_figures_on_two_vms():
     args, figures = bench.parse_args(["--ci"])
     assert bench.mode(args) == "ci"
-    assert figures == ["deploy", "rest", "rerun", "load", "artifacts", "ui"]  # no levers
+    assert figures == ["deploy", "rest", "rerun", "load", "artifacts", "ui", "restart"]  # no levers
     assert (args.name, args.threads) == ("benchci", 8)
     assert bench.testbed_vms("ci") == ["ours", "plain"]  # no accelerator-off VM
     assert bench.testbed_vms("quick") == bench.testbed_vms("full") == ["ours", "linear", "plain"]
@@ -249,6 +258,10 @@ def _complete_run():
     results["rest"] = json.loads((REPO / "docs" / "bench" / "2026-12-02-quick-executor.json").read_text())["results"][
         "rest"
     ]
+    results["restart"] = {
+        "ours": {"seconds": 19.6, "cpu_seconds_to_answer": 24.1, "cpu_seconds_settled": 33.0, "processes": 8},
+        "plain": {"seconds": 14.2, "cpu_seconds_to_answer": 20.3, "cpu_seconds_settled": 41.7, "processes": 11},
+    }
     return results
 
 
@@ -281,6 +294,7 @@ def test_a_run_with_every_figure_measured_passes_whatever_its_goals():
             "artifacts: ours download answered 200, 1000 of 1073741824 bytes",
         ),
         (lambda r: r["ui"].pop("ours"), "ui: no first load from ours"),
+        (lambda r: r["restart"].update({"plain": {}}), "restart: no restart time of plain"),
     ],
 )
 def test_a_figure_without_measurement_fails_the_run(break_it, message):
