@@ -10,6 +10,10 @@ Run with the Python of MLflow's virtual environment.
 
 from __future__ import annotations
 
+import datetime
+import os
+import tempfile
+
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_users import (
     Experiments,
     UsersError,
@@ -17,6 +21,10 @@ from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_use
 )
 
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+# The service account's token: issued for the plugin's longest term (a year), renewed a month before it ends.
+TOKEN_NAME = "mlflow-ansible"  # noqa: S105 - the token's name, no secret
+TOKEN_DAYS = 364
+TOKEN_RENEW_DAYS = 30
 
 
 def plugin_revisions(uri: str) -> tuple[str | None, str]:
@@ -149,3 +157,49 @@ def uri_from_env(env: dict, variable: str, path: str) -> str:
     if not uri:
         raise UsersError(f"{variable} is not set in {path}")
     return uri
+
+
+def _write_secret(path: str, value: str) -> None:
+    """Write a root-only file atomically (0600 before the secret is in it)."""
+    directory = os.path.dirname(path) or "."
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".token-")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(value + "\n")
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def settle_service_account(store, name: str, token_file: str, check: bool) -> list[str]:
+    """An admin service account of the plugin (basic auth with an access token the plugin issued) for the
+    deploy's own calls (the canary), its live token in a root-only file on the host. The token is renewed when
+    the file is missing, no longer authenticates, or ends within a month; it is never returned or logged."""
+    if store is None:  # check mode on a database that does not exist yet
+        return [f"created service account {name}", f"new token of {name} in {token_file}"]
+    changes = []
+    if not store.has_user(name):
+        changes.append(f"created service account {name}")
+        if check:
+            return changes + [f"new token of {name} in {token_file}"]
+        store.create_user(name, name, True, True)
+    token = ""
+    if os.path.exists(token_file):
+        with open(token_file, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    utc = datetime.timezone.utc  # noqa: UP017 - datetime.UTC is Python 3.11's: module_utils may run on older Pythons
+    now = datetime.datetime.now(utc)
+    ends = [t.expires_at for t in store.list_user_tokens(name) if t.name == TOKEN_NAME and t.expires_at]
+    ends = [e if e.tzinfo else e.replace(tzinfo=utc) for e in ends]
+    live = bool(token) and store.authenticate_user(name, token) and any(
+        e - now > datetime.timedelta(days=TOKEN_RENEW_DAYS) for e in ends)
+    if not live:
+        changes.append(f"new token of {name} in {token_file}")
+        if not check:
+            _, plaintext, _ = store.replace_user_token(name, TOKEN_NAME, now + datetime.timedelta(days=TOKEN_DAYS),
+                                                       "mlflow-ansible")
+            _write_secret(token_file, plaintext)
+    return changes

@@ -72,6 +72,16 @@ options:
   sqlite_dir:
     description: Where the SQLite databases beside a SQLite backend are.
     type: path
+  service_account:
+    description:
+      - An admin service account of the plugin for the deployment's own calls (the canary), created when missing.
+        It signs in with basic auth and an access token the plugin issued (never through the provider).
+      - Its token is written to O(token_file) (0600) and renewed when that file is missing, the token no longer
+        authenticates, or it ends within 30 days (the plugin issues tokens for a year at most).
+    type: str
+  token_file:
+    description: Where the service account's token is kept on the host. Required with O(service_account).
+    type: path
 attributes:
   check_mode:
     support: full
@@ -105,7 +115,7 @@ changes:
   returned: always
   type: list
   elements: str
-  sample: ["created group analysts", "READ on churn for group analysts"]
+  sample: ["created group analysts", "READ on churn for group analysts", "new token of mlflow-ansible in /etc/m/t"]
 revision:
   description: The plugin database's schema revision before the run (null when it had none).
   returned: always
@@ -131,6 +141,7 @@ from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_oid
     open_plugin_store,
     plugin_revisions,
     settle,
+    settle_service_account,
     sibling_uri,
     uri_from_env,
 )
@@ -177,6 +188,9 @@ def run(module) -> dict:
         experiments = Experiments(backend, params["artifact_root"])
         try:
             result = settle(store, params["groups"], params["grants"], experiments, carried, module.check_mode)
+            if params["service_account"]:
+                result["changes"] += settle_service_account(store, params["service_account"], params["token_file"],
+                                                            module.check_mode)
         finally:
             experiments.close()
             if store is not None:
@@ -214,7 +228,10 @@ def main():
             },
             "basic_auth_database": {"type": "str"},
             "sqlite_dir": {"type": "path"},
+            "service_account": {"type": "str"},
+            "token_file": {"type": "path"},
         },
+        required_by={"service_account": "token_file"},
         supports_check_mode=True,
     )
     if not HAS_PLUGIN:

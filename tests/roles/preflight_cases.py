@@ -167,6 +167,8 @@ CORE_CASES = [
      r"https://\S+/callback"),
     ("oidc-plain-http", {**OIDC_ON, "tls_proxy_enabled": False},
      r"Single sign-on needs the public URL on https .* not 'http://"),
+    ("oidc-split", {**OIDC_ON, "tracking_server_http_server": "split"},
+     r"tracking_server_http_server is split but tracking_server_auth is oidc: the single sign-on plugin is an ASGI"),
     ("oidc-with-iap", {**OIDC_ON, "iap_enabled": True, "iap_audience": "/projects/1/global/backendServices/2"},
      r"tracking_server_auth oidc and iap_enabled are two logins for one server"),
     ("cloudsql-backup-sqlite", {"tracking_server_backend": "sqlite",

@@ -72,7 +72,9 @@ def write(directory: Path) -> None:
             {"client_id": "mlflow", "client_secret": secrets.token_urlsafe(24), "client_name": "MLflow",
              "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
              "token_endpoint_auth_method": "client_secret_basic",
-             "redirect_uris": ["https://mlflow.test/callback"], "post_logout_redirect_uris": ["https://mlflow.test/"]},
+             "redirect_uris": ["https://mlflow.test/callback"],
+             # The plugin returns the browser to its own page after the logout.
+             "post_logout_redirect_uris": ["https://mlflow.test/oidc/ui/auth", "https://mlflow.test/"]},
             # A CI job: client credentials, JWT access tokens for MLflow's audience, in ml-team (EDIT on ci-runs).
             {"client_id": "ci-runner", "client_secret": secrets.token_urlsafe(24), "client_name": "CI runner",
              "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic",
