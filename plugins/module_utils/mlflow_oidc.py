@@ -67,29 +67,37 @@ def sibling_uri(uri: str, database: str, sqlite_dir: str) -> str:
 
 
 def basic_auth_grants(uri: str) -> dict[str, dict[str, str]]:
-    """Experiment permissions of the basic-auth database's users, {user: {experiment_id: permission}}; empty
-    when that database does not exist or has no users table."""
+    """Experiment permissions of the basic-auth database's users, {user: {experiment_id: permission}}; empty when that
+    database does not exist or has no users. MLflow 3.17 keeps them as roles (role_permissions of resource type
+    experiment, the experiment's id as the pattern, assigned through user_role_assignments); earlier releases in
+    experiment_permissions. Both are read; a pattern that is not one experiment's id is not carried."""
     import sqlalchemy
 
     if sqlite_file_missing(uri):
         return {}
+    queries = {
+        "experiment_permissions": "SELECT u.username, p.experiment_id, p.permission FROM experiment_permissions p "
+                                  "JOIN users u ON u.id = p.user_id",
+        "role_permissions": "SELECT u.username, r.resource_pattern, r.permission FROM role_permissions r "
+                            "JOIN user_role_assignments a ON a.role_id = r.role_id JOIN users u ON u.id = a.user_id "
+                            "WHERE r.resource_type = 'experiment'",
+    }
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    rows = []
     try:
         with engine.connect() as connection:
             inspector = sqlalchemy.inspect(connection)
-            if not (inspector.has_table("users") and inspector.has_table("experiment_permissions")):
-                return {}
-            rows = connection.execute(sqlalchemy.text(
-                "SELECT u.username, p.experiment_id, p.permission FROM experiment_permissions p "
-                "JOIN users u ON u.id = p.user_id"
-            )).fetchall()
+            for table, query in queries.items():
+                if inspector.has_table("users") and inspector.has_table(table):
+                    rows += connection.execute(sqlalchemy.text(query)).fetchall()
     except sqlalchemy.exc.OperationalError:  # no such database on the server: nothing to carry over
         return {}
     finally:
         engine.dispose()
     grants: dict[str, dict[str, str]] = {}
     for username, experiment_id, permission in rows:
-        grants.setdefault(username, {})[str(experiment_id)] = permission
+        if str(experiment_id).isdigit():
+            grants.setdefault(username, {})[str(experiment_id)] = permission
     return grants
 
 

@@ -172,6 +172,9 @@ def run(module) -> dict:
                     "revision": None, "carried": [], "groups": {}}
         module.fail_json(msg=f"{env_file} does not exist: write the server's environment file first")
     env = read_env_file(env_file)
+    # The plugin reads its settings from the environment when first imported: the server's, so it opens and
+    # migrates its database as the server would (and warns of no missing key).
+    os.environ.update({k: v for k, v in env.items() if k.startswith("OIDC_") or k == "SECRET_KEY"})
     secrets: list[str] = []
     try:
         uri = uri_from_env(env, "OIDC_USERS_DB_URI", env_file)
