@@ -207,7 +207,7 @@ def settle_service_account(store, name: str, token_file: str, check: bool) -> li
     if not live:
         changes.append(f"new token of {name} in {token_file}")
         if not check:
-            _, plaintext, _ = store.replace_user_token(name, TOKEN_NAME, now + datetime.timedelta(days=TOKEN_DAYS),
-                                                       "mlflow-ansible")
-            _write_secret(token_file, plaintext)
+            ends_at = now + datetime.timedelta(days=TOKEN_DAYS)
+            issued = store.replace_user_token(name, TOKEN_NAME, ends_at, "mlflow-ansible")
+            _write_secret(token_file, issued[1])  # (record, plaintext, replaced)
     return changes

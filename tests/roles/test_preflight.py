@@ -147,7 +147,8 @@ def test_a_missing_key_file(bad_inputs):
 
 def test_an_unreachable_database_or_host_stops_every_host(host_checks):
     """Once every input passed, the hosts are reached: a database that does not answer from the VM, a
-    host that cannot be reached and an OpenID Connect provider it cannot read fail their own checks; the control host is stopped by the second gate."""
+    host that cannot be reached and an OpenID Connect provider it cannot read fail their own checks; the
+    control host is stopped by the second gate."""
     outcomes, _ = host_checks
     assert re.search(r"nothing answered on host 127.0.0.1 port \d+", _flat(outcomes["closed-port"].message)), \
         outcomes["closed-port"]
