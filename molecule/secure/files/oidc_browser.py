@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 MLFLOW = "https://mlflow.test"
@@ -49,16 +50,26 @@ def api(page, method: str, path: str, body=None) -> int:
     return page.evaluate(FETCH, [method, path, body])
 
 
+def shows(page, text: str, screenshot: Path):
+    """Whether the page shows text within two minutes; else where it is and what it shows (and a screenshot)."""
+    try:
+        page.wait_for_selector(f"text={text}", timeout=120000)
+        return True
+    except PlaywrightTimeout:
+        page.screenshot(path=str(screenshot))
+        return f"{page.url} {page.title()!r}: {page.inner_text('body')[:300]!r}"
+
+
 def login(context, user: dict, password: str | None = None):
     """Open the UI: the server sends the browser to the provider's form; sign in there. Returns the page, where the
     browser landed."""
     page = context.new_page()
     page.goto(f"{MLFLOW}/")
-    page.wait_for_selector("#username", timeout=60000)
+    page.wait_for_selector("#username", timeout=120000)
     page.fill("#username", user["username"])
     page.fill("#password", password or user["password"])
     page.click("#submit")
-    page.wait_for_load_state("networkidle", timeout=60000)
+    page.wait_for_load_state("networkidle", timeout=120000)
     return page
 
 
@@ -70,8 +81,7 @@ def logins(browser, idp_dir: Path, state_dir: Path, probes: Probes) -> None:
     context = browser.new_context(ignore_https_errors=True)
     page = login(context, people["bob"])
     probes.expect("bob lands back in the MLflow UI", True, page.url.startswith(MLFLOW))
-    page.wait_for_selector("text=Experiments", timeout=60000)
-    probes.expect("bob sees the MLflow UI", True, page.locator("text=Experiments").count() > 0)
+    probes.expect("bob sees the MLflow UI's experiments", True, shows(page, "Experiments", state_dir / "bob-ui.png"))
     probes.expect("bob reads secure-probe", 200, api(page, "GET", experiment))
     probes.expect("bob may not create an experiment", 403,
                   api(page, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"bob-{time.time_ns()}"}))
