@@ -50,7 +50,7 @@ def db_connections(settings: dict) -> dict:
             engines += ["tracking read replica", "model registry read replica"]
         if jobs:
             engines.append("jobs")
-    if s.get("auth") == "basic":
+    if s.get("auth") in ("basic", "oidc"):
         engines.append("auth")
     split = s.get("http_server") == "split"
     workers = _int(s.get("workers"))

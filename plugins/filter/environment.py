@@ -15,6 +15,13 @@ _SERVER_ONLY = (
     "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_ANSIBLE_PROXY_TOKEN", "MLFLOW_CRYPTO_KEK_PASSPHRASE",
     "MLFLOW_CRYPTO_KEK_VERSION", "MLFLOW_ANSIBLE_JOBS_USERNAME", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_ANSIBLE_METRICS_TOKEN",
+    # tracking_server_auth: oidc (the mlflow-oidc-auth plugin's settings).
+    "OIDC_CLIENT_SECRET", "OIDC_USERS_DB_URI", "SECRET_KEY", "OIDC_DISCOVERY_URL", "OIDC_ISSUER", "OIDC_CLIENT_ID",
+    "OIDC_REDIRECT_URI", "OIDC_SCOPE", "OIDC_GROUPS_ATTRIBUTE", "OIDC_GROUP_NAME", "OIDC_ADMIN_GROUP_NAME",
+    "OIDC_AUDIENCE", "OIDC_DB_POOL_SIZE", "OIDC_DB_POOL_MAX_OVERFLOW", "OIDC_DB_POOL_RECYCLE_SECONDS",
+    "OIDC_PROVISION_ON_BEARER_AUTH", "OIDC_TRUST_BEARER_GROUP_CLAIMS", "DEFAULT_MLFLOW_PERMISSION",
+    "SESSION_COOKIE_SECURE", "SESSION_COOKIE_MAX_AGE_SECONDS", "TRUSTED_PROXIES", "AUTOMATIC_LOGIN_REDIRECT",
+    "RESTRICT_RESOURCE_CREATION",
 )
 
 
@@ -69,6 +76,9 @@ def mlflow_environment(settings: dict) -> dict:
     if s.get("auth_config"):
         env["MLFLOW_AUTH_CONFIG_PATH"] = s["auth_config"]
         env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = s["secret_key"]
+    # The mlflow-oidc-auth plugin reads its settings from the environment (empty ones left out: it takes
+    # an empty value as set).
+    env.update({key: str(value) for key, value in (s.get("oidc") or {}).items() if str(value) != ""})
     # The helpers' directory holds the auth app, the streaming GCS artifact repository (with its dist-info)
     # and the JSON logging of the HTTP servers.
     if s.get("auth_config") or _bool(s.get("artifact_streaming")) or _bool(s.get("json_logs")):

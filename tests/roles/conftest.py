@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
-from preflight_cases import CORE_CASES, FIREWALL_CASES, GOOD, KEY_CASES, PROXY_CASES
+from preflight_cases import CORE_CASES, FIREWALL_CASES, GOOD, KEY_CASES, OIDC_ON, PROXY_CASES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -231,12 +231,15 @@ def _unreachable() -> dict:
 @pytest.fixture(scope="session")
 def host_checks(run_site_hosts, tmp_path_factory):
     """One run of site.yml whose inputs are all good, for the checks that need the host (after the inputs
-    passed everywhere): a database port where nothing listens, a host that cannot be reached, a control."""
+    passed everywhere): a database port where nothing listens, a host that cannot be reached, an OpenID Connect
+    provider that does not answer, a control."""
     def compute(work: Path):
         hosts = {
             # The connection check is real: a loopback port where nothing listens fails it.
             "closed-port": {"cloudsql_client_port": _closed_port(), "cloudsql_client_connect_timeout": 1},
             "down": _unreachable(),
+            # Single sign-on whose provider does not answer: the discovery document is read from the host.
+            "oidc-unreachable": OIDC_ON,
             "control": {},
         }
         return run_site_hosts(hosts, common=BATCH_COMMON)

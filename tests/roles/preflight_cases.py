@@ -18,6 +18,11 @@ SA_KEY = {
 METRICS_ON = {"tracking_server_metrics": True, "tls_proxy_metrics_password": "metrics-Pa55word-2024",
               "tls_proxy_metrics_cidrs": ["10.20.0.5/32", "fd00::/8"]}
 
+# Single sign-on with everything it needs but a provider: nothing listens on the issuer's loopback port (the
+# oidc-* cases break one input each; the host_checks batch keeps them all, and the host's discovery check fails).
+OIDC_ON = {"tracking_server_auth": "oidc", "tracking_server_oidc_issuer": "https://127.0.0.1:9/realms/mlflow",
+           "tracking_server_oidc_client_id": "mlflow", "tracking_server_oidc_client_secret": "client-Secret-2024"}
+
 # Core inputs of every role: (host, overrides, message).
 CORE_CASES = [
     ("uri-scheme", {"tracking_server_backend_store_uri": "mssql://u:p@db/mlflow"},
@@ -153,6 +158,19 @@ CORE_CASES = [
      r"tls_proxy_metrics_cidrs has entries that are not CIDR ranges: \['10.0.0.300/32'\]"),
     ("metrics-port-clash", {**METRICS_ON, "tls_proxy_metrics_port": 443},
      r"tls_proxy_metrics_port must be between 1 and 65535 and differ from the HTTPS, HTTP and MLflow ports, not 443"),
+    ("oidc-http-issuer", {**OIDC_ON, "tracking_server_oidc_issuer": "http://idp.example.com/realms/mlflow"},
+     r"tracking_server_oidc_issuer must be the provider's https:// issuer URL"),
+    ("oidc-no-secret", {**OIDC_ON, "tracking_server_oidc_client_secret": ""},
+     r"tracking_server_oidc_client_secret is missing"),
+    ("oidc-redirect-elsewhere", {**OIDC_ON, "tracking_server_oidc_redirect_url": "https://other.example.com/callback"},
+     r"tracking_server_oidc_redirect_url is 'https://other.example.com/callback' but the server's login returns to "
+     r"https://\S+/callback"),
+    ("oidc-plain-http", {**OIDC_ON, "tls_proxy_enabled": False},
+     r"Single sign-on needs the public URL on https .* not 'http://"),
+    ("oidc-split", {**OIDC_ON, "tracking_server_http_server": "split"},
+     r"tracking_server_http_server is split but tracking_server_auth is oidc: the single sign-on plugin is an ASGI"),
+    ("oidc-with-iap", {**OIDC_ON, "iap_enabled": True, "iap_audience": "/projects/1/global/backendServices/2"},
+     r"tracking_server_auth oidc and iap_enabled are two logins for one server"),
     ("cloudsql-backup-sqlite", {"tracking_server_backend": "sqlite",
                                 "tracking_server_cloudsql_backup_instance": "my-project:europe-west1:mlflow-db"},
      r"tracking_server_cloudsql_backup_instance is set but tracking_server_backend is sqlite"),

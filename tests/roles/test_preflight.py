@@ -146,12 +146,17 @@ def test_a_missing_key_file(bad_inputs):
 
 
 def test_an_unreachable_database_or_host_stops_every_host(host_checks):
-    """Once every input passed, the hosts are reached: a database that does not answer from the VM and a
-    host that cannot be reached fail their own checks; the control host is stopped by the second gate."""
+    """Once every input passed, the hosts are reached: a database that does not answer from the VM, a
+    host that cannot be reached and an OpenID Connect provider it cannot read fail their own checks; the
+    control host is stopped by the second gate."""
     outcomes, _ = host_checks
     assert re.search(r"nothing answered on host 127.0.0.1 port \d+", _flat(outcomes["closed-port"].message)), \
         outcomes["closed-port"]
     assert outcomes["down"].unreachable and outcomes["down"].failed_task == "Gather the minimal facts", outcomes["down"]
+    assert re.search(
+        r"tracking_server_oidc_issuer: oidc-unreachable cannot read the provider's discovery document "
+        r"https://127.0.0.1:9/realms/mlflow/.well-known/openid-configuration .*Nothing was changed",
+        _flat(outcomes["oidc-unreachable"].message)), outcomes["oidc-unreachable"]
     assert outcomes["control"].failed_task == "Stop every host when any host failed its checks", outcomes["control"]
     assert "closed-port" in outcomes["control"].message and "down" in outcomes["control"].message
     assert not any(outcome.deployed for outcome in outcomes.values())

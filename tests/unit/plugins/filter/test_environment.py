@@ -128,3 +128,20 @@ def test_the_role_default_pools_reach_mlflow_and_zero_leaves_sqlalchemys():
     assert (env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"], env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) == ("3", "1")
     unset = environment.mlflow_environment({**BASE, "db_pool_size": 0, "db_max_overflow": "0"})
     assert "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE" not in unset and "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW" not in unset
+
+
+OIDC = {"OIDC_DISCOVERY_URL": "https://idp/.well-known/openid-configuration", "OIDC_CLIENT_ID": "mlflow",
+        "OIDC_CLIENT_SECRET": "client-secret", "OIDC_USERS_DB_URI": "postgresql+psycopg2://m:pw@db/mlflow_oidc",
+        "SECRET_KEY": "session-key", "OIDC_AUDIENCE": "", "OIDC_DB_POOL_SIZE": 0}
+
+
+def test_single_sign_on_settings_become_the_plugins_variables_and_stay_out_of_the_timers():
+    env = environment.mlflow_environment({**BASE, "oidc": OIDC})
+    assert env["OIDC_CLIENT_SECRET"] == "client-secret" and env["SECRET_KEY"] == "session-key"
+    assert env["OIDC_DB_POOL_SIZE"] == "0"
+    # The plugin takes a variable that is set but empty as set: an empty setting is left out.
+    assert "OIDC_AUDIENCE" not in env
+    timers = environment.timers_environment(env, "postgresql+psycopg2://m:pw@db/mlflow")
+    assert not [key for key in timers if key.startswith("OIDC_") or key == "SECRET_KEY"]
+    # Without the mode, none of it.
+    assert not [key for key in environment.mlflow_environment(BASE) if key.startswith("OIDC_")]

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Single sign-on in a real browser: Debian's chromium through Playwright, against the VM's HTTPS port and the
+OpenID Connect provider stand-in, their names mapped to their test-network addresses (no /etc/hosts change).
+
+    oidc_browser.py IDP_DIR VM_IP IDP_IP STATE_DIR logins     the users' logins and what each may do
+    oidc_browser.py IDP_DIR VM_IP IDP_IP STATE_DIR refused U  U's login is refused (after a change at the provider)
+    oidc_browser.py IDP_DIR VM_IP IDP_IP STATE_DIR session    the session saved by `logins` still works (or not)
+
+Each prints {"results": [{"probe", "expected", "got", "ok"}], "failed": N}. The API calls run as fetch() from a page
+of the server's own origin, with the session cookie the login left: what the UI itself does.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
+
+MLFLOW = "https://mlflow.test"
+CHROMIUM = "/usr/bin/chromium"
+FETCH = """async ([method, path, body]) => {
+  const init = {method, headers: {"Content-Type": "application/json"}};
+  if (body !== null) init.body = JSON.stringify(body);
+  const response = await fetch(path, init);
+  return response.status;
+}"""
+
+
+class Probes:
+    def __init__(self):
+        self.results = []
+
+    def expect(self, probe, expected, got):
+        ok = got in expected if isinstance(expected, (list, tuple)) else got == expected
+        self.results.append({"probe": probe, "expected": expected, "got": got, "ok": ok})
+
+    def report(self):
+        print(json.dumps({"results": self.results, "failed": sum(not r["ok"] for r in self.results)}))
+
+
+def users(idp_dir: Path) -> dict:
+    return {u["username"]: u for u in json.loads((idp_dir / "config.json").read_text())["users"]}
+
+
+def api(page, method: str, path: str, body=None) -> int:
+    if not page.url.startswith(MLFLOW):
+        page.goto(f"{MLFLOW}/health")
+    return page.evaluate(FETCH, [method, path, body])
+
+
+def shows(page, text: str, screenshot: Path):
+    """Whether the page shows text within two minutes; else where it is and what it shows (and a screenshot)."""
+    try:
+        page.wait_for_selector(f"text={text}", timeout=120000)
+        return True
+    except PlaywrightTimeout:
+        page.screenshot(path=str(screenshot))
+        return f"{page.url} {page.title()!r}: {page.inner_text('body')[:300]!r}"
+
+
+def login(context, user: dict, password: str | None = None):
+    """Open the UI: the server sends the browser to the provider's form; sign in there. Returns the page, where the
+    browser landed."""
+    page = context.new_page()
+    page.goto(f"{MLFLOW}/")
+    page.wait_for_selector("#username", timeout=120000)
+    page.fill("#username", user["username"])
+    page.fill("#password", password or user["password"])
+    page.click("#submit")
+    page.wait_for_load_state("networkidle", timeout=120000)
+    return page
+
+
+def logins(browser, idp_dir: Path, state_dir: Path, probes: Probes) -> None:
+    people = users(idp_dir)
+    experiment = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=secure-probe"
+
+    # bob: in mlflow and analysts (READ on secure-probe).
+    context = browser.new_context(ignore_https_errors=True)
+    page = login(context, people["bob"])
+    probes.expect("bob lands back in the MLflow UI", True, page.url.startswith(MLFLOW))
+    probes.expect("bob sees the MLflow UI's experiments", True, shows(page, "Experiments", state_dir / "bob-ui.png"))
+    probes.expect("bob reads secure-probe", 200, api(page, "GET", experiment))
+    probes.expect("bob may not create an experiment", 403,
+                  api(page, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"bob-{time.time_ns()}"}))
+    experiment_id = page.evaluate("async (p) => (await (await fetch(p)).json()).experiment.experiment_id", experiment)
+    probes.expect("bob may not log a run in secure-probe", 403,
+                  api(page, "POST", "/api/2.0/mlflow/runs/create", {"experiment_id": experiment_id}))
+    page.goto(f"{MLFLOW}/logout")
+    page.wait_for_load_state("networkidle", timeout=60000)
+    probes.expect("bob's session ends at logout", 401, api(page, "GET", experiment))
+    context.close()
+
+    # A wrong password stays at the provider's form.
+    context = browser.new_context(ignore_https_errors=True)
+    page = login(context, people["bob"], password="not-" + people["bob"]["password"])
+    probes.expect("a wrong password is refused by the provider", True,
+                  page.url.startswith("https://idp.test/") and page.locator("#error").count() == 1)
+    context.close()
+
+    # olga: in no group that may log in.
+    context = browser.new_context(ignore_https_errors=True)
+    page = login(context, people["olga"])
+    probes.expect("olga (no allowed group) gets no session", 401, api(page, "GET", experiment))
+    context.close()
+
+    # carol: only in mlflow; the basic-auth user carol@example.test's EDIT on secure-probe was carried over.
+    context = browser.new_context(ignore_https_errors=True)
+    page = login(context, people["carol"])
+    probes.expect("carol keeps the grant her basic-auth user had (EDIT: logs a run)", 200,
+                  api(page, "POST", "/api/2.0/mlflow/runs/create", {"experiment_id": experiment_id}))
+    probes.expect("carol may not read ci-runs (no grant)", 403,
+                  api(page, "GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=ci-runs"))
+    context.close()
+
+    # alice: an admin; her session is kept for the restart check.
+    context = browser.new_context(ignore_https_errors=True)
+    page = login(context, people["alice"])
+    probes.expect("alice (admin) creates an experiment", 200,
+                  api(page, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"alice-{time.time_ns()}"}))
+    state = context.storage_state()
+    state["cookies"] = [c for c in state["cookies"] if c["domain"].lstrip(".") == "mlflow.test"]  # not the provider's
+    (state_dir / "alice-session.json").write_text(json.dumps(state))
+    probes.expect("alice's session is a cookie of the server", True, len(state["cookies"]) > 0)
+    context.close()
+
+
+def refused(browser, idp_dir: Path, name: str, probes: Probes) -> None:
+    context = browser.new_context(ignore_https_errors=True)
+    page = login(context, users(idp_dir)[name])
+    probes.expect(f"{name}'s login is refused now", 401,
+                  api(page, "GET", "/api/2.0/mlflow/experiments/search?max_results=1"))
+    context.close()
+
+
+def session(browser, state_dir: Path, probes: Probes) -> None:
+    state = json.loads((state_dir / "alice-session.json").read_text())
+    context = browser.new_context(ignore_https_errors=True, storage_state=state)
+    page = context.new_page()
+    probes.expect("alice's session survives the server's restart", 200,
+                  api(page, "GET", "/api/2.0/mlflow/experiments/search?max_results=1"))
+    context.close()
+    for cookie in state["cookies"]:
+        cookie["value"] = cookie["value"][:-4] + ("AAAA" if not cookie["value"].endswith("AAAA") else "BBBB")
+    context = browser.new_context(ignore_https_errors=True, storage_state=state)
+    page = context.new_page()
+    probes.expect("a tampered session cookie is refused", 401,
+                  api(page, "GET", "/api/2.0/mlflow/experiments/search?max_results=1"))
+    context.close()
+
+
+def main() -> None:
+    idp_dir, vm_ip, idp_ip, state_dir, action = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+    idp_dir, state_dir = Path(idp_dir), Path(state_dir)
+    probes = Probes()
+    rules = f"--host-resolver-rules=MAP mlflow.test {vm_ip},MAP idp.test {idp_ip}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", rules])
+        try:
+            if action == "logins":
+                logins(browser, idp_dir, state_dir, probes)
+            elif action == "refused":
+                refused(browser, idp_dir, sys.argv[6], probes)
+            else:
+                session(browser, state_dir, probes)
+        finally:
+            browser.close()
+    probes.report()
+
+
+if __name__ == "__main__":
+    main()
