@@ -131,9 +131,10 @@ def _check(output: str) -> None:
     assert entry["level"] == "INFO" and entry["time"].endswith("+00:00")
     second = [line for line in access if line.get("request_id") == "fedcba9876543210fedcba9876543210"]
     assert [(line["status"], line["path"], line["user"]) for line in second] == [(404, "/nowhere", None)]
-    # A value that does not look like an id is not kept.
-    assert [line.get("request_id") for line in access if line["status"] == 404] == [
-        "fedcba9876543210fedcba9876543210", None]
+    # A value that does not look like an id is not kept. (The two 404s in either order: a server thread writes
+    # its access line after the response, so under load the second request's line may come first.)
+    assert sorted(line.get("request_id") or "" for line in access if line["status"] == 404) == [
+        "", "fedcba9876543210fedcba9876543210"]
     assert not [line for line in access if line["path"] == "/health"]
     # MLflow's logger, while serving the request, with the request's id.
     served = [line for line in lines if line.get("logger") == "mlflow.server.stand_in"]
