@@ -66,6 +66,16 @@ def read_env_file(path: str) -> dict[str, str]:
     return env
 
 
+def error_without_secrets(exc: Exception, secrets: list[str], limit: int = 2000) -> str:
+    """A database error's message for the user, each secret in it (a URI may hold a password) shown as
+    <database URI>; at most limit characters."""
+    message = f"{type(exc).__name__}: {exc}"
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "<database URI>")
+    return message[:limit]
+
+
 def quick_state(engine, head: str) -> dict:
     """The database's revision without importing MLflow."""
     import sqlalchemy

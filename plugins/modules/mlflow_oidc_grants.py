@@ -145,7 +145,10 @@ from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_oid
     sibling_uri,
     uri_from_env,
 )
-from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import read_env_file  # noqa: E402
+from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import (  # noqa: E402
+    error_without_secrets,
+    read_env_file,
+)
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_users import Experiments  # noqa: E402
 
 HAS_PLUGIN = importlib.util.find_spec("mlflow_oidc_auth") is not None
@@ -199,10 +202,7 @@ def run(module) -> dict:
             if store is not None:
                 store.engine.dispose()
     except Exception as exc:  # any database error, without the URIs (they may hold a password)
-        message = f"{type(exc).__name__}: {exc}"
-        for secret in secrets:
-            message = message.replace(secret, "<database URI>")
-        module.fail_json(msg=message[:2000])
+        module.fail_json(msg=error_without_secrets(exc, secrets))
     changes += result["changes"]
     output = {"changed": bool(changes), "changes": changes, "revision": revision, "carried": result["carried"],
               "groups": result["after"]}

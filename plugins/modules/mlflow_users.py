@@ -160,7 +160,10 @@ import importlib.util  # noqa: E402
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import read_env_file  # noqa: E402
+from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_schema import (  # noqa: E402
+    error_without_secrets,
+    read_env_file,
+)
 from ansible_collections.mlflow_ansible.tracking.plugins.module_utils.mlflow_users import (  # noqa: E402
     Experiments,
     auth_database_uri,
@@ -251,10 +254,7 @@ def run(module) -> dict:
             if store is not None:
                 store.engine.dispose()
     except Exception as exc:  # any database error, without the URIs (they may hold a password)
-        message = f"{type(exc).__name__}: {exc}"
-        for secret in secrets:
-            message = message.replace(secret, "<database URI>")
-        module.fail_json(msg=message[:2000])
+        module.fail_json(msg=error_without_secrets(exc, secrets))
     output = {
         "changed": bool(result["changes"]),
         "changes": result["changes"],

@@ -120,3 +120,19 @@ def test_prepare_migrates_an_empty_backend_in_the_same_call(tmp_path):
     assert status["after"] == status["head"] == head.read_text().strip()
     again = json.loads(helper("mlflow_schema.py", *args).stdout)["status"]
     assert again["behind"] is False and again["action"] == "none"
+
+
+def test_an_error_message_never_shows_a_database_uri():
+    """The mlflow_users and mlflow_oidc_grants modules fail with this message: the URIs they opened (a password in
+    them) are replaced, the error's type and the rest of its text kept."""
+    sys.path.insert(0, str(MODULE_UTILS))
+    try:
+        from mlflow_schema import error_without_secrets
+    finally:
+        sys.path.remove(str(MODULE_UTILS))
+    uri = "postgresql://mlflow:s3cr%40t@10.0.0.5:5432/mlflow_auth"
+    error = ConnectionError(f"could not connect to {uri}: timeout after 10 s ({uri})")
+    message = error_without_secrets(error, [uri, ""], limit=200)
+    assert "s3cr" not in message
+    assert message == "ConnectionError: could not connect to <database URI>: timeout after 10 s (<database URI>)"
+    assert len(error_without_secrets(RuntimeError("x" * 5000), [uri])) == 2000
