@@ -10,9 +10,11 @@ Each prints {"results": [{"probe", "expected", "got", "ok"}], "failed": N, "retr
 fetch() from a page of the server's own origin, with the session cookie the login left: what the UI itself does.
 
 Chromium fails every request in flight with net::ERR_NETWORK_CHANGED when the host's network interfaces change,
-which Docker does whenever a container or network on this machine starts or stops (another CI lane's testbed). A pass
-that failed after such a change is done again from its start in fresh browser contexts, up to ATTEMPTS passes; a
-pass that failed without one is reported as it is. "retried" says which passes were done again and why.
+which Docker does whenever a container or network on this machine starts or stops (another CI lane's testbed). A
+step (a login, a page's load, an API call) that failed after such a change is done again, up to STEP_ATTEMPTS times;
+a pass whose probes still failed after one is done again from its start in fresh browser contexts, up to ATTEMPTS
+passes. A failure without a network change is reported as it is. "retried" counts the steps done again and lists the
+passes.
 """
 
 import json
@@ -35,23 +37,47 @@ FETCH = """async ([method, path, body]) => {
 NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
 ATTEMPTS = 4
 RETRY_PAUSE_S = 5
+STEP_ATTEMPTS = 6
+STEP_PAUSE_S = 2
 
 
 class Watch:
-    """Whether Chromium saw the host's network change during the current pass."""
+    """How many requests Chromium failed because the host's network changed (and how many there were when the last
+    page was loaded), and how many steps were done again."""
 
-    network_changed = False
+    changes = 0
+    loaded = 0
+    steps_retried = 0
 
     @classmethod
     def on_request_failed(cls, request) -> None:
         if NETWORK_CHANGED in (request.failure or ""):
-            cls.network_changed = True
+            cls.changes += 1
+
+
+class NetworkChanged(Exception):
+    """A navigation that ended on Chromium's error page after the network changed (no exception of its own)."""
 
 
 def new_context(browser, **kwargs):
     context = browser.new_context(ignore_https_errors=True, **kwargs)
     context.on("requestfailed", Watch.on_request_failed)
     return context
+
+
+def retrying(step):
+    """step(), done again when it failed after the host's network changed under it."""
+    for attempt in range(1, STEP_ATTEMPTS + 1):
+        seen = Watch.changes
+        try:
+            return step()
+        except (PlaywrightError, NetworkChanged) as exc:
+            hiccup = isinstance(exc, NetworkChanged) or NETWORK_CHANGED in exc.message or Watch.changes > seen
+            if attempt == STEP_ATTEMPTS or not hiccup:
+                raise
+        Watch.steps_retried += 1
+        time.sleep(STEP_PAUSE_S)
+    raise AssertionError("unreachable")
 
 
 class Probes:
@@ -65,7 +91,7 @@ class Probes:
     def failed(self) -> int:
         return sum(not r["ok"] for r in self.results)
 
-    def report(self, retried: list) -> None:
+    def report(self, retried: dict) -> None:
         print(json.dumps({"results": self.results, "failed": self.failed(), "retried": retried}))
 
 
@@ -74,36 +100,61 @@ def users(idp_dir: Path) -> dict:
 
 
 def api(page, method: str, path: str, body=None) -> int:
-    if not page.url.startswith(MLFLOW):
-        page.goto(f"{MLFLOW}/health")
-    return page.evaluate(FETCH, [method, path, body])
+    def call():
+        if not page.url.startswith(MLFLOW):
+            page.goto(f"{MLFLOW}/health")
+        return page.evaluate(FETCH, [method, path, body])
+
+    return retrying(call)
+
+
+def goto(page, url: str) -> None:
+    retrying(lambda: page.goto(url))
 
 
 def shows(page, text: str, screenshot: Path):
-    """Whether the page shows text within two minutes; else where it is and what it shows (and a screenshot). It
-    stops waiting early when the network changed under the page (its scripts may never have arrived)."""
+    """Whether the page shows text within two minutes; else where it is and what it shows (and a screenshot). The
+    page is loaded again when the network changed since it was (its scripts may never have arrived)."""
     deadline = time.monotonic() + 120
+    loaded = Watch.loaded
     while True:
         try:
             page.wait_for_selector(f"text={text}", timeout=5000)
             return True
         except PlaywrightTimeout:
-            if time.monotonic() < deadline and not Watch.network_changed:
-                continue
-        page.screenshot(path=str(screenshot))
-        return f"{page.url} {page.title()!r}: {page.inner_text('body')[:300]!r}"
+            if time.monotonic() >= deadline:
+                break
+        if Watch.changes > loaded:
+            loaded = Watch.changes
+            Watch.steps_retried += 1
+            retrying(page.reload)
+    page.screenshot(path=str(screenshot))
+    return f"{page.url} {page.title()!r}: {page.inner_text('body')[:300]!r}"
 
 
 def login(context, user: dict, password: str | None = None):
     """Open the UI: the server sends the browser to the provider's form; sign in there. Returns the page, where the
-    browser landed."""
-    page = context.new_page()
-    page.goto(f"{MLFLOW}/")
-    page.wait_for_selector("#username", timeout=120000)
-    page.fill("#username", user["username"])
-    page.fill("#password", password or user["password"])
-    page.click("#submit")
-    page.wait_for_load_state("networkidle", timeout=120000)
+    browser landed. Done again from a new page without cookies when the network changed under it."""
+    pages = []
+
+    def attempt():
+        context.clear_cookies()
+        page = context.new_page()
+        pages.append(page)
+        Watch.loaded = Watch.changes
+        page.goto(f"{MLFLOW}/")
+        page.wait_for_selector("#username", timeout=120000)
+        page.fill("#username", user["username"])
+        page.fill("#password", password or user["password"])
+        page.click("#submit")
+        page.wait_for_load_state("networkidle", timeout=120000)
+        if page.url.startswith("chrome-error://"):
+            raise NetworkChanged(page.url)
+        return page
+
+    page = retrying(attempt)
+    for other in pages[:-1]:
+        other.close()
     return page
 
 
@@ -122,7 +173,7 @@ def logins(browser, idp_dir: Path, state_dir: Path, probes: Probes) -> None:
     experiment_id = page.evaluate("async (p) => (await (await fetch(p)).json()).experiment.experiment_id", experiment)
     probes.expect("bob may not log a run in secure-probe", 403,
                   api(page, "POST", "/api/2.0/mlflow/runs/create", {"experiment_id": experiment_id}))
-    page.goto(f"{MLFLOW}/logout")
+    goto(page, f"{MLFLOW}/logout")
     page.wait_for_load_state("networkidle", timeout=60000)
     probes.expect("bob's session ends at logout", 401, api(page, "GET", experiment))
     context.close()
@@ -193,10 +244,10 @@ def run_pass(browser, idp_dir: Path, state_dir: Path, action: str, probes: Probe
             refused(browser, idp_dir, sys.argv[6], probes)
         else:
             session(browser, state_dir, probes)
-    except PlaywrightError as exc:
-        if NETWORK_CHANGED in exc.message:
-            Watch.network_changed = True
-        probes.expect("the pass runs to its end", "no browser error", exc.message.strip()[:500])
+    except (PlaywrightError, NetworkChanged) as exc:
+        if NETWORK_CHANGED in str(exc):
+            Watch.changes += 1
+        probes.expect("the pass runs to its end", "no browser error", str(exc).strip()[:500])
 
 
 def main() -> None:
@@ -209,16 +260,16 @@ def main() -> None:
         try:
             for attempt in range(1, ATTEMPTS + 1):
                 probes = Probes()
-                Watch.network_changed = False
+                seen = Watch.changes
                 run_pass(browser, idp_dir, state_dir, action, probes)
-                if not probes.failed() or not Watch.network_changed or attempt == ATTEMPTS:
+                if not probes.failed() or Watch.changes == seen or attempt == ATTEMPTS:
                     break
                 retried.append({"pass": attempt, "why": NETWORK_CHANGED,
                                 "failed": [r["probe"] for r in probes.results if not r["ok"]]})
                 time.sleep(RETRY_PAUSE_S)
         finally:
             browser.close()
-    probes.report(retried)
+    probes.report({"steps": Watch.steps_retried, "passes": retried})
 
 
 if __name__ == "__main__":
