@@ -6,15 +6,15 @@ OpenID Connect provider stand-in, their names mapped to their test-network addre
     oidc_browser.py IDP_DIR VM_IP IDP_IP STATE_DIR refused U  U's login is refused (after a change at the provider)
     oidc_browser.py IDP_DIR VM_IP IDP_IP STATE_DIR session    the session saved by `logins` still works (or not)
 
-Each prints {"results": [{"probe", "expected", "got", "ok"}], "failed": N, "retried": [...]}. The API calls run as
-fetch() from a page of the server's own origin, with the session cookie the login left: what the UI itself does.
+Each prints {"results": [{"probe", "expected", "got", "ok"}], "failed": N, "retried": {"steps": N, "passes": [...]}}.
+The API calls run as fetch() from a page of the server's own origin, with the session cookie the login left: what the
+UI itself does.
 
 Chromium fails every request in flight with net::ERR_NETWORK_CHANGED when the host's network interfaces change,
 which Docker does whenever a container or network on this machine starts or stops (another CI lane's testbed). A
 step (a login, a page's load, an API call) that failed after such a change is done again, up to STEP_ATTEMPTS times;
 a pass whose probes still failed after one is done again from its start in fresh browser contexts, up to ATTEMPTS
-passes. A failure without a network change is reported as it is. "retried" counts the steps done again and lists the
-passes.
+passes. A failure without a network change is reported as it is.
 """
 
 import json
@@ -170,7 +170,8 @@ def logins(browser, idp_dir: Path, state_dir: Path, probes: Probes) -> None:
     probes.expect("bob reads secure-probe", 200, api(page, "GET", experiment))
     probes.expect("bob may not create an experiment", 403,
                   api(page, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"bob-{time.time_ns()}"}))
-    experiment_id = page.evaluate("async (p) => (await (await fetch(p)).json()).experiment.experiment_id", experiment)
+    experiment_id = retrying(lambda: page.evaluate(
+        "async (p) => (await (await fetch(p)).json()).experiment.experiment_id", experiment))
     probes.expect("bob may not log a run in secure-probe", 403,
                   api(page, "POST", "/api/2.0/mlflow/runs/create", {"experiment_id": experiment_id}))
     goto(page, f"{MLFLOW}/logout")
